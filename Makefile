@@ -1,0 +1,27 @@
+# migrate-fs: make demo | make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	rm -rf sample_export out manifests/demo
+	$(BIN)/python scripts/make_sample_export.py sample_export
+	$(BIN)/migrate-fs run sample_export --out out --run demo
+	@echo "Output: ./out   Manifests: ./manifests/demo/{inventory,plan,result}"
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) sample_export out manifests/demo .pytest_cache

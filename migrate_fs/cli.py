@@ -1,0 +1,130 @@
+"""cli: the ``migrate-fs`` command. Parses arguments, calls the library, prints a summary.
+
+Exit codes: 0 when every source object is accounted for in the manifest; 1 on a run-level error
+(a missing source, a step run out of order, output inside the source); 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from migrate_fs import __version__, manifest
+from migrate_fs.execution import run_inventory, run_plan, run_write
+from migrate_fs.summary import table_text, totals
+
+
+class RunError(Exception):
+    """A run-level error: printed as one line, exit code 1."""
+
+
+def _common(p: argparse.ArgumentParser, *, run_required: bool = True) -> None:
+    p.add_argument("--run", required=run_required, metavar="NAME",
+                   help="run name: its manifests go to MANIFESTS/NAME")
+    p.add_argument("--manifests", type=Path, default=Path("manifests"), metavar="DIR",
+                   help="where run manifests live (default: ./manifests)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="worker processes (default: all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="migrate-fs", description=(
+        "Migrate a legacy DICOM storage export into Part 10 folders, with Parquet manifests "
+        "that account for every source object."))
+    parser.add_argument("--version", action="version", version=f"migrate-fs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inventory", help="read every object's header into the inventory manifest")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="export folders or files (read-only)")
+    _common(p)
+    _workers(p)
+    p = sub.add_parser("plan", help="decide what happens to every object; print the report")
+    _common(p)
+    p = sub.add_parser("write", help="execute the plan: write Part 10 files and the result")
+    _common(p)
+    _workers(p)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
+    p.add_argument("--fsync", action="store_true", help="fsync every output file (slower)")
+    p = sub.add_parser("run", help="inventory, plan and write in one go")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="export folders or files (read-only)")
+    _common(p, run_required=False)
+    _workers(p)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
+    p.add_argument("--fsync", action="store_true", help="fsync every output file (slower)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    if getattr(args, "workers", 1) < 1:
+        print("migrate-fs: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.command == "run" and not args.run:
+        args.run = args.out.resolve().name or "run"
+    try:
+        manifest.run_dir(args.manifests, args.run)
+        steps = {"inventory": [_inventory], "plan": [_plan], "write": [_write],
+                 "run": [_inventory, _plan, _write]}[args.command]
+        for step in steps:
+            step(args)
+    except (RunError, manifest.RunNotFound, FileNotFoundError, ValueError) as exc:
+        print(f"migrate-fs: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _inventory(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    count = run_inventory(args.sources, args.manifests, args.run, workers=args.workers,
+                          quiet=args.quiet)
+    manifest.write_run_info(args.manifests, args.run,
+                            sources=[os.path.abspath(s) for s in args.sources])
+    table = manifest.read_stage(args.manifests, args.run, "inventory", ["kind", "size"])
+    if table.num_rows != count:
+        raise RunError(f"inventory holds {table.num_rows} rows for {count} source objects")
+    print(f"inventory: {totals(table)} in {time.perf_counter() - start:.1f} s")
+    print(table_text(table, ["kind"]))
+    print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'inventory')}\n")
+
+
+def _plan(args: argparse.Namespace) -> None:
+    plan = run_plan(args.manifests, args.run)
+    print(f"plan: {totals(plan)}")
+    print(table_text(plan, ["action", "reason"]))
+    print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'plan')}\n")
+
+
+def _write(args: argparse.Namespace) -> None:
+    out = args.out.resolve()
+    for source in manifest.read_run_info(args.manifests, args.run).get("sources", []):
+        src = Path(source).resolve()
+        if out == src or src in out.parents or out in src.parents:
+            raise RunError(f"output {out} overlaps source {src}: the source is read-only; "
+                           "choose an output folder outside it")
+    start = time.perf_counter()
+    count, written = run_write(args.manifests, args.run, out, workers=args.workers,
+                               quiet=args.quiet, fsync=args.fsync)
+    manifest.write_run_info(args.manifests, args.run, out=str(out))
+    result = manifest.read_stage(args.manifests, args.run, "result",
+                                 ["action", "reason", "status", "size", "output_size"])
+    plan_rows = manifest.read_stage(args.manifests, args.run, "plan", ["action"]).num_rows
+    if result.num_rows != plan_rows:
+        raise RunError(f"result holds {result.num_rows} rows for {plan_rows} planned objects")
+    seconds = time.perf_counter() - start
+    print(f"write: {totals(result)}; {written / 1e6:.1f} MB written now in {seconds:.1f} s")
+    print(table_text(result, ["action", "status", "reason"]))
+    print(f"output: {out}")
+    print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'result')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""manifest: the Parquet audit trail of a run, one dataset per stage.
+
+``<manifests>/<run>/inventory``, ``.../plan`` and ``.../result`` each hold part files written by
+independent workers; ``pandas.read_parquet(folder)`` reads one as a single table. Every source
+object has exactly one row per stage, joined by ``object_id``. Parts are written under a
+dot-prefixed temporary name and renamed when complete, so a reader never sees half a part.
+The columns are documented in ``manifests/SCHEMA.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from migrate_fs.reader import ATTRIBUTES
+
+SCHEMA_VERSION = "1"
+STAGES = ("inventory", "plan", "result")
+
+PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string())])
+CHANGE = pa.struct([("tag", pa.string()), ("keyword", pa.string()), ("old", pa.string()),
+                    ("new", pa.string()), ("rule", pa.string())])
+
+_INVENTORY = [
+    ("object_id", pa.string()),
+    ("locator", pa.string()),
+    ("source", pa.string()),
+    ("size", pa.int64()),
+    ("mtime_ns", pa.int64()),
+    ("kind", pa.string()),
+    ("has_preamble", pa.bool_()),
+    ("has_file_meta", pa.bool_()),
+    ("transfer_syntax", pa.string()),
+    ("is_implicit_vr", pa.bool_()),
+    ("is_little_endian", pa.bool_()),
+    ("dataset_offset", pa.int64()),
+    ("pixel_data_offset", pa.int64()),
+    ("pixel_data_length", pa.int64()),
+    ("pixel_data_encapsulated", pa.bool_()),
+    *[(column, pa.string()) for column in ATTRIBUTES],
+    ("problems", pa.list_(PROBLEM)),
+]
+_PLAN = [
+    ("action", pa.string()),
+    ("reason", pa.string()),
+    ("output_path", pa.string()),
+    ("output_transfer_syntax", pa.string()),
+    ("duplicate_of", pa.string()),
+    ("changes", pa.list_(CHANGE)),
+]
+_RESULT = [
+    ("status", pa.string()),
+    ("output_size", pa.int64()),
+    ("output_sha256", pa.string()),
+    ("result_message", pa.string()),
+]
+_META = {b"migrate_fs_schema_version": SCHEMA_VERSION.encode()}
+SCHEMAS: dict[str, pa.Schema] = {
+    "inventory": pa.schema(_INVENTORY, metadata=_META),
+    "plan": pa.schema(_INVENTORY + _PLAN, metadata=_META),
+    "result": pa.schema(_INVENTORY + _PLAN + _RESULT, metadata=_META),
+}
+
+
+class RunNotFound(FileNotFoundError):
+    """A stage a command needs has not been written for this run yet."""
+
+
+def run_dir(manifests: str | Path, run: str) -> Path:
+    """The folder of one run's manifests; the run name must be a plain folder name."""
+    if not run or run in (".", "..") or "/" in run or "\\" in run or run.startswith("."):
+        raise ValueError(f"run name {run!r} must be a plain name such as 'trial' or '2026-11-pacs'")
+    return Path(manifests) / run
+
+
+def stage_dir(manifests: str | Path, run: str, stage: str) -> Path:
+    return run_dir(manifests, run) / stage
+
+
+def write_part(folder: Path, name: str, rows: list[dict[str, Any]] | pa.Table,
+               stage: str) -> Path:
+    """Write rows as ``folder/name.parquet`` atomically (temporary dot name, fsync, rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(rows, pa.Table):
+        table = rows.select(SCHEMAS[stage].names).cast(SCHEMAS[stage])
+    else:
+        table = pa.Table.from_pylist(rows, schema=SCHEMAS[stage])
+    final = folder / f"{name}.parquet"
+    tmp = folder / f".{name}.parquet.tmp"
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    return final
+
+
+def part_names(folder: Path) -> set[str]:
+    """Names (without .parquet) of the complete parts in a stage folder."""
+    if not folder.is_dir():
+        return set()
+    return {p.name[: -len(".parquet")] for p in folder.iterdir()
+            if p.name.endswith(".parquet") and not p.name.startswith(".")}
+
+
+def remove_parts(folder: Path, names: Iterable[str]) -> None:
+    for name in names:
+        (folder / f"{name}.parquet").unlink(missing_ok=True)
+
+
+def read_stage(manifests: str | Path, run: str, stage: str,
+               columns: list[str] | None = None) -> pa.Table:
+    """One stage of a run as a single table, read with the current schema.
+
+    Columns that older parts lack are filled with nulls (reading with the first part's schema
+    would silently drop columns added later).
+    """
+    folder = stage_dir(manifests, run, stage)
+    if not part_names(folder):
+        raise RunNotFound(f"no {stage} manifest for run {run!r} in {folder}; "
+                          f"run the {stage if stage != 'result' else 'write'} step first")
+    dataset = pads.dataset(folder, schema=SCHEMAS[stage], format="parquet")
+    return dataset.to_table(columns=columns)
+
+
+def write_run_info(manifests: str | Path, run: str, **info: Any) -> None:
+    """Merge ``info`` into ``run.json`` (sources, output folder, options of each step)."""
+    path = run_dir(manifests, run) / "run.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(info)
+    tmp = path.with_name(".run.json.tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_run_info(manifests: str | Path, run: str) -> dict[str, Any]:
+    path = run_dir(manifests, run) / "run.json"
+    return json.loads(path.read_text()) if path.exists() else {}

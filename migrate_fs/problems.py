@@ -1,0 +1,112 @@
+"""The catalogue of problem codes: the one place where every reason a source object can be
+quarantined, skipped or flagged is defined.
+
+Each code has a severity: ``error`` means the object cannot be migrated as it is and is
+quarantined; ``warning`` means it is migrated and the problem is recorded; ``skip`` means the
+object is recorded but deliberately not migrated (it is not an instance, or it is a copy).
+``manifests/SCHEMA.md`` lists the same table; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning", "skip"]
+
+
+@dataclass(frozen=True)
+class Code:
+    """A problem code: its name, severity and what it means for the user."""
+
+    name: str
+    severity: Severity
+    description: str
+
+
+CATALOGUE: dict[str, Code] = {
+    c.name: c
+    for c in [
+        Code("empty_file", "error", "The file has zero bytes."),
+        Code("not_dicom", "error",
+             "Neither a Part 10 file (no 'DICM' at byte 128) nor a plausible raw dataset "
+             "(first element, VR and byte order do not look like DICOM, or no identifying UID)."),
+        Code("not_regular_file", "error",
+             "A symbolic link, device, FIFO or socket: recorded, never followed or read."),
+        Code("undecodable_path", "error",
+             "The file name is not valid UTF-8; the locator shows it escaped. Rename the file "
+             "in a copy of the export to migrate it."),
+        Code("unreadable_source", "error",
+             "The file or folder could not be opened or read (permissions, I/O error)."),
+        Code("truncated", "error",
+             "The file ends before a declared element or the pixel data ends."),
+        Code("missing_pixel_data", "error",
+             "The header describes an image (Rows, Columns) but there is no Pixel Data: "
+             "usually a file cut at an element boundary."),
+        Code("unreadable_header", "error",
+             "The header could not be parsed (corrupt element structure, bad file meta)."),
+        Code("unsupported_transfer_syntax", "error",
+             "The transfer syntax is not one migrate-fs can re-encode or splice."),
+        Code("missing_uid", "error",
+             "SOPClassUID, SOPInstanceUID, StudyInstanceUID or SeriesInstanceUID is missing "
+             "or empty."),
+        Code("dicomdir", "skip",
+             "A DICOMDIR media directory: recorded, not migrated as an instance."),
+        Code("duplicate_sop_instance_uid", "error",
+             "Another object of the run maps to the same output file (same SOPInstanceUID); "
+             "the first by locator order is migrated, this one is quarantined."),
+        Code("output_path_collision", "error",
+             "Another object maps to an output path that differs only in letter case; "
+             "on a case-insensitive file system the two would collide."),
+        Code("transfer_syntax_mismatch", "warning",
+             "The file meta declares one encoding but the dataset is encoded in another; "
+             "the actual encoding is used."),
+        Code("missing_file_meta", "warning",
+             "A raw dataset without preamble or file meta; the encoding was detected from "
+             "the bytes and the file meta is generated."),
+        Code("undecodable_text", "warning",
+             "A text value could not be decoded with the declared character set; the manifest "
+             "shows it with replacement characters, the output keeps the original bytes."),
+        Code("source_changed", "error",
+             "The source file's size or modification time differs from the inventory: run "
+             "inventory and plan again."),
+        Code("output_exists_different", "error",
+             "A different file already exists at the output path; it was not overwritten."),
+        Code("write_failed", "error",
+             "Writing the output failed (see the message: disk full, permissions, ...)."),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found on one object: a catalogue code and a specific message."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.code not in CATALOGUE:
+            raise ValueError(f"unknown problem code {self.code!r}: add it to CATALOGUE")
+
+    @property
+    def severity(self) -> Severity:
+        return CATALOGUE[self.code].severity
+
+    def as_row(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def first_blocking(problems: list[dict[str, str]]) -> str | None:
+    """The code of the first problem that stops migration (error or skip), or None."""
+    for p in problems:
+        if CATALOGUE[p["code"]].severity != "warning":
+            return p["code"]
+    return None
+
+
+def markdown_table() -> str:
+    """The catalogue as a Markdown table, for the documentation."""
+    lines = ["| code | severity | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.severity} | {c.description} |" for c in CATALOGUE.values()]
+    return "\n".join(lines)
