@@ -160,8 +160,9 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     ``relpath`` must be a non-empty relative POSIX path without NUL bytes or backslashes.
     The joined path must lie strictly below ``root`` both lexically (``os.path.abspath``,
     which normalises ``..``) and after resolving existing symbolic links
-    (``os.path.realpath``; neither the target nor its folders need to exist). Raises ``ValueError`` otherwise. This does not guard
-    against links created concurrently: the writer should still open files exclusively.
+    (``os.path.realpath``; neither the target nor its folders need to exist). Raises
+    ``ValueError`` otherwise. This does not guard against links created concurrently: the
+    writer should still open files exclusively.
     """
     if not isinstance(relpath, str) or not relpath:
         raise ValueError(f"refusing output path {relpath!r}: empty or not a string")

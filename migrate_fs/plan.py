@@ -45,7 +45,7 @@ def make_plan(inventory: pa.Table) -> pa.Table:
     kept_by_uid: dict[str, str] = {}
     kept_by_path: dict[str, str] = {}
     for i in range(n):
-        problems = columns["problems"][i] or []
+        problems = columns["problems"][i] = columns["problems"][i] or []
         code = first_blocking(problems)
         if code is None:
             sop_uid = columns["sop_instance_uid"][i]

@@ -70,6 +70,8 @@ CATALOGUE: dict[str, Code] = {
         Code("source_changed", "error",
              "The source file's size or modification time differs from the inventory: run "
              "inventory and plan again."),
+        Code("unsafe_path", "error",
+             "The planned output path would leave the output root; nothing was written."),
         Code("output_exists_different", "error",
              "A different file already exists at the output path; it was not overwritten."),
         Code("write_failed", "error",

@@ -13,6 +13,7 @@ object, and datasets that a forced read turns into near-empty garbage.
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 import zlib
@@ -192,6 +193,9 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
     if first[:2] == b"\x02\x00" and first[4:6] in VALID_VRS:
         file_meta = _read_file_meta_info(fp)  # type: ignore[arg-type]
         header.has_file_meta = True
+        if fp.short_read:
+            header.problem("truncated", "the file ends inside the file meta")
+            return
         media_class = file_meta.get("MediaStorageSOPClassUID")
         header.media_storage_sop_class_uid = str(media_class) if media_class else None
         ts = file_meta.get("TransferSyntaxUID")
@@ -234,7 +238,11 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
     _check_complete(ds, fp, header)
     _finish(ds, header)
     if header.kind != "not_dicom" and end < size and not header.problems_blocking():
-        _locate_pixel_data(fp, end, size, actual, header)
+        after = _locate_pixel_data(fp, end, size, actual, header)
+        if after is not None and after < size:  # elements after the pixel data: check them too
+            fp.seek(after)
+            _check_complete(read_dataset(fp, actual.is_implicit_vr,  # type: ignore[arg-type]
+                                         actual.is_little_endian), fp, header)
     _check_pixel_data_present(ds, header, header.pixel_data_offset is not None)
 
 
@@ -304,12 +312,19 @@ def _finish(ds: Dataset, header: Header) -> None:
         header.problem("missing_uid", "missing or empty: " + ", ".join(missing))
 
 
+@functools.lru_cache(maxsize=1024)
+def is_image_storage(sop_class_uid: str | None) -> bool:
+    """True for SOP classes whose instances must carry pixel data (any '... Image Storage')."""
+    return bool(sop_class_uid) and "Image Storage" in UID(sop_class_uid).name
+
+
 def _check_pixel_data_present(ds: Dataset, header: Header, present: bool) -> None:
-    """An image header (Rows and Columns) without Pixel Data: cut at an element boundary."""
-    if not present and header.kind in ("part10", "raw") and not header.problems_blocking() \
-            and "Rows" in ds and "Columns" in ds:
-        header.problem("missing_pixel_data", "the header describes an image (Rows, Columns) "
-                                             "but the object has no Pixel Data")
+    """An image without Pixel Data: usually a file cut at an element boundary."""
+    if present or header.kind not in ("part10", "raw") or header.problems_blocking():
+        return
+    if ("Rows" in ds and "Columns" in ds) or is_image_storage(header.attributes["sop_class_uid"]):
+        header.problem("missing_pixel_data", "the object is an image (by SOP class or Rows and "
+                                             "Columns) but has no Pixel Data")
 
 
 def _text(ds: Dataset, keyword: str, header: Header) -> str | None:
@@ -330,11 +345,13 @@ def _text(ds: Dataset, keyword: str, header: Header) -> str | None:
 
 
 def _locate_pixel_data(fp: _TruncationGuard, offset: int, size: int, enc: Encoding,
-                       header: Header) -> None:
-    """Read the Pixel Data element header at ``offset``; check the value fits in the file."""
+                       header: Header) -> int | None:
+    """Read the Pixel Data element header at ``offset``; check the value fits in the file.
+
+    Returns the offset just after the element, or None when it does not fit.
+    """
     endian = "<" if enc.is_little_endian else ">"
     raw = fp.read(12)
-    group, elem = struct.unpack_from(endian + "HH", raw)
     if enc.is_implicit_vr:
         length, value_offset = struct.unpack_from(endian + "I", raw, 4)[0], offset + 8
     elif raw[4:6] in VR_LENGTH_32:
@@ -345,14 +362,17 @@ def _locate_pixel_data(fp: _TruncationGuard, offset: int, size: int, enc: Encodi
     if length == UNDEFINED_LENGTH:
         header.pixel_data_encapsulated = True
         end = _end_of_fragments(fp, value_offset, size, endian, header)
-        if end is not None:
-            header.pixel_data_length = end - value_offset
-        return
+        if end is None:
+            return None
+        header.pixel_data_length = end - value_offset
+        return end
     header.pixel_data_encapsulated = False
     header.pixel_data_length = length
     if value_offset + length > size:
         header.problem("truncated", f"pixel data declares {length} bytes, the file holds "
                                     f"{max(size - value_offset, 0)}")
+        return None
+    return value_offset + length
 
 
 def _end_of_fragments(fp: _TruncationGuard, pos: int, size: int, endian: str,

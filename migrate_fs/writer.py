@@ -79,7 +79,10 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) ->
             raise WriteError("source_changed", f"source size/mtime now {st.st_size}/"
                                                f"{st.st_mtime_ns}, inventory had {row['size']}/"
                                                f"{row['mtime_ns']}")
-        target = resolve_inside(out_root, row["output_path"])
+        try:
+            target = resolve_inside(out_root, row["output_path"])
+        except ValueError as exc:
+            raise WriteError("unsafe_path", str(exc)) from None
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
         try:

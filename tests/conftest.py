@@ -1,0 +1,90 @@
+"""Fixtures: real exports built from pydicom's test files and the sample generator."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from migrate_fs import manifest
+from migrate_fs.cli import main
+
+PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
+    """Relative path -> (sha256, mtime_ns) of every file below root (links not followed)."""
+    digest = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            digest[str(path.relative_to(root))] = (
+                hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+    return digest
+
+
+def count_entries(root: Path) -> int:
+    """Every non-folder entry below root: what the manifest must account for."""
+    return sum(len(files) + sum(1 for d in dirs if (Path(folder) / d).is_symlink())
+               for folder, dirs, files in os.walk(root))
+
+
+def load_sample_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("make_sample_export",
+                                                  ROOT / "scripts" / "make_sample_export.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.fixture(scope="session")
+def pydicom_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pydicom's test files (every one, junk included) laid out as a legacy export."""
+    root = tmp_path_factory.mktemp("pydicom") / "export"
+    shutil.copytree(PYDICOM_DATA / "test_files", root / "test_files")
+    shutil.copytree(PYDICOM_DATA / "charset_files", root / "charset_files")
+    return root
+
+
+class Migration:
+    """A finished ``migrate-fs run`` and what a user would look at afterwards."""
+
+    def __init__(self, export: Path, base: Path, workers: int = 2) -> None:
+        self.export, self.out, self.manifests, self.run = export, base / "out", base / "m", "t"
+        self.before = tree_digest(export)
+        self.exit_code = main(["run", str(export), "--out", str(self.out), "--run", self.run,
+                               "--manifests", str(self.manifests), "--workers", str(workers),
+                               "--quiet"])
+
+    def stage(self, name: str) -> list[dict[str, Any]]:
+        return manifest.read_stage(self.manifests, self.run, name).to_pylist()
+
+    def by_name(self, stage: str = "result") -> dict[str, dict[str, Any]]:
+        """Rows keyed by the locator's path relative to the export."""
+        return {str(Path(r["locator"]).relative_to(self.export)): r for r in self.stage(stage)}
+
+
+@pytest.fixture(scope="session")
+def pydicom_migration(pydicom_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Migration:
+    return Migration(pydicom_export, tmp_path_factory.mktemp("pydicom_run"))
+
+
+@pytest.fixture(scope="session")
+def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sample") / "export"
+    load_sample_generator().make_sample_export(root, cr=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_migration(sample_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Migration:
+    return Migration(sample_export, tmp_path_factory.mktemp("sample_run"))

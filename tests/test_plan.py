@@ -1,0 +1,68 @@
+"""plan: actions and reasons, decided the same way whatever order the inventory came in."""
+
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+
+from migrate_fs.manifest import SCHEMAS
+from migrate_fs.plan import make_plan
+
+
+def inventory(rows: list[dict]) -> pa.Table:
+    base = {"kind": "part10", "size": 10, "mtime_ns": 1, "transfer_syntax": "1.2.840.10008.1.2",
+            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.7", "study_instance_uid": "1.2.3",
+            "series_instance_uid": "1.2.3.4", "patient_id": "P1", "problems": []}
+    full = [{**base, "object_id": f"id{r['locator']}", **r} for r in rows]
+    return pa.Table.from_pylist(full, schema=SCHEMAS["inventory"])
+
+
+def by_locator(plan: pa.Table) -> dict[str, dict]:
+    return {r["locator"]: r for r in plan.to_pylist()}
+
+
+def test_first_copy_by_locator_order_is_kept_whatever_the_input_order() -> None:
+    rows = [{"locator": f"/x/{c}", "sop_instance_uid": "1.2.3.4.5"} for c in "dbca"]
+    rows.append({"locator": "/x/e", "sop_instance_uid": "1.2.3.4.6"})
+    plans = []
+    for seed in range(5):
+        random.Random(seed).shuffle(rows)
+        plans.append(by_locator(make_plan(inventory(rows))))
+    assert all(p == plans[0] for p in plans)
+    plan = plans[0]
+    assert plan["/x/a"]["action"] == "migrate" and plan["/x/e"]["action"] == "migrate"
+    for c in "bcd":
+        assert plan[f"/x/{c}"]["action"] == "quarantine"
+        assert plan[f"/x/{c}"]["reason"] == "duplicate_sop_instance_uid"
+        assert plan[f"/x/{c}"]["duplicate_of"] == "id/x/a"
+        assert plan[f"/x/{c}"]["output_path"] is None
+
+
+def test_actions_follow_problem_severity() -> None:
+    plan = by_locator(make_plan(inventory([
+        {"locator": "/a", "sop_instance_uid": "1.1", "problems": [
+            {"code": "missing_file_meta", "message": "raw"}]},
+        {"locator": "/b", "kind": "not_dicom", "problems": [{"code": "not_dicom", "message": ""}]},
+        {"locator": "/c", "kind": "dicomdir", "problems": [{"code": "dicomdir", "message": ""}]},
+        {"locator": "/d", "sop_instance_uid": "1.2", "transfer_syntax": "1.2.840.10008.1.2.4.90"},
+    ])))
+    assert (plan["/a"]["action"], plan["/a"]["reason"]) == ("migrate", None)
+    assert plan["/a"]["output_transfer_syntax"] == "1.2.840.10008.1.2.1"
+    assert (plan["/b"]["action"], plan["/b"]["reason"]) == ("quarantine", "not_dicom")
+    assert (plan["/c"]["action"], plan["/c"]["reason"]) == ("skip", "dicomdir")
+    assert plan["/d"]["output_transfer_syntax"] == "1.2.840.10008.1.2.4.90"
+    assert plan["/a"]["output_path"] == "P1/1.2.3/1.2.3.4/1.1.dcm"
+
+
+def test_paths_differing_only_in_case_are_not_both_migrated() -> None:
+    plan = by_locator(make_plan(inventory([
+        {"locator": "/a", "sop_instance_uid": "1.2.A"},
+        {"locator": "/b", "sop_instance_uid": "1.2.a"},
+    ])))
+    assert plan["/a"]["action"] == "migrate"
+    assert (plan["/b"]["action"], plan["/b"]["reason"]) == ("quarantine", "output_path_collision")
+
+
+def test_empty_inventory_gives_empty_plan() -> None:
+    assert make_plan(inventory([])).num_rows == 0

@@ -1,0 +1,131 @@
+"""writer: every readable pydicom test file written as Part 10 and compared with its source."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import PYDICOM_DATA
+from dicom_compare import compare_migrated
+from migrate_fs import writer
+from migrate_fs.inventory import inventory_row
+from migrate_fs.plan import output_transfer_syntax
+from migrate_fs.problems import first_blocking
+from migrate_fs.sources import iter_sources
+from migrate_fs.writer import write_object
+
+ROWS = [inventory_row(o) for o in iter_sources([PYDICOM_DATA / "test_files",
+                                                 PYDICOM_DATA / "charset_files"])]
+MIGRATABLE = [r for r in ROWS if first_blocking(r["problems"]) is None]
+
+
+def planned(row: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    return {**row, "output_path": f"P/ST/SE/{name or row['object_id']}.dcm",
+            "output_transfer_syntax": output_transfer_syntax(row["transfer_syntax"]),
+            "changes": []}
+
+
+def test_corpus_covers_every_source_encoding() -> None:
+    syntaxes = {r["transfer_syntax"] for r in MIGRATABLE}
+    assert {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+            "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90"} <= syntaxes
+    assert any(not r["has_file_meta"] for r in MIGRATABLE)
+
+
+@pytest.mark.parametrize("row", MIGRATABLE, ids=lambda r: Path(r["locator"]).name)
+def test_output_equals_source_except_listed_changes(row: dict[str, Any], tmp_path: Path) -> None:
+    row = planned(row)
+    result = write_object(row, tmp_path)
+    assert result["status"] == "written", result["result_message"]
+    row.update(result)
+    assert compare_migrated(row["locator"], str(tmp_path / row["output_path"]), row) == []
+    if row["is_implicit_vr"] or not row["is_little_endian"]:
+        source = pydicom.dcmread(row["locator"], force=True)
+        listed = {c["tag"] for c in row["changes"] if c["rule"] == "drop_group_length"}
+        assert listed == {str(t) for t in source.keys() if t.element == 0 and t.group != 2}
+
+
+def test_comparison_catches_a_changed_pixel(tmp_path: Path) -> None:
+    row = planned(next(r for r in MIGRATABLE if r["locator"].endswith("/CT_small.dcm")))
+    row.update(write_object(row, tmp_path))
+    path = tmp_path / row["output_path"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert compare_migrated(row["locator"], str(path), row) != []
+
+
+@pytest.mark.parametrize("little,big", [("MR_small.dcm", "MR_small_bigendian.dcm"),
+                                        ("rtdose.dcm", "rtdose_expb.dcm"),
+                                        ("SC_rgb_small_odd.dcm",
+                                         "SC_rgb_small_odd_big_endian.dcm")])
+def test_big_endian_pixels_are_swapped_as_the_vr_requires(little: str, big: str,
+                                                          tmp_path: Path) -> None:
+    row = planned(next(r for r in ROWS if r["locator"].endswith("/" + big)))
+    assert write_object(row, tmp_path)["status"] == "written"
+    out = pydicom.dcmread(tmp_path / row["output_path"])
+    reference = pydicom.dcmread(PYDICOM_DATA / "test_files" / little)
+    assert out.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert out.PixelData == reference.PixelData
+    assert np.array_equal(out.pixel_array, reference.pixel_array)
+
+
+def test_file_meta_is_regenerated(tmp_path: Path) -> None:
+    row = planned(next(r for r in MIGRATABLE if not r["has_file_meta"]))
+    write_object(row, tmp_path)
+    meta = pydicom.dcmread(tmp_path / row["output_path"]).file_meta
+    assert meta.MediaStorageSOPInstanceUID == row["sop_instance_uid"]
+    assert meta.MediaStorageSOPClassUID == row["sop_class_uid"]
+    assert meta.ImplementationClassUID == writer.ImplementationClassUID
+    assert meta.ImplementationVersionName == writer.ImplementationVersionName
+    assert meta.FileMetaInformationGroupLength == len(writer.file_meta(
+        row["sop_class_uid"], row["sop_instance_uid"], row["output_transfer_syntax"])) - 144
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
+    row = planned(next(r for r in MIGRATABLE if r["locator"].endswith("/CT_small.dcm")))
+
+    def dies_midway(src: io.BufferedReader, sink: Any, length: int | None, unit: int = 1) -> int:
+        sink.write(src.read(100))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_copy_range", dies_midway)
+    result = write_object(row, tmp_path)
+    assert (result["status"], result["reason"]) == ("failed", "write_failed")
+    assert "No space left" in result["result_message"]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_existing_files_are_never_overwritten(tmp_path: Path) -> None:
+    row = planned(next(r for r in MIGRATABLE if r["locator"].endswith("/CT_small.dcm")))
+    assert write_object(row, tmp_path)["status"] == "written"
+    assert write_object(row, tmp_path)["status"] == "already_present"
+    target = tmp_path / row["output_path"]
+    target.write_bytes(b"somebody else's file")
+    result = write_object(row, tmp_path)
+    assert (result["status"], result["reason"]) == ("failed", "output_exists_different")
+    assert target.read_bytes() == b"somebody else's file"
+
+
+def test_changed_source_is_not_migrated(tmp_path: Path) -> None:
+    source = tmp_path / "src.dcm"
+    source.write_bytes((PYDICOM_DATA / "test_files" / "CT_small.dcm").read_bytes())
+    row = planned(inventory_row(next(iter_sources([source]))))
+    with open(source, "ab") as f:
+        f.write(b"\0\0")
+    result = write_object(row, tmp_path / "out")
+    assert (result["status"], result["reason"]) == ("failed", "source_changed")
+    assert not (tmp_path / "out" / row["output_path"]).exists()
+
+
+def test_output_path_outside_the_root_is_refused(tmp_path: Path) -> None:
+    row = planned(MIGRATABLE[0])
+    row["output_path"] = "../escaped.dcm"
+    result = write_object(row, tmp_path / "out")
+    assert (result["status"], result["reason"]) == ("failed", "unsafe_path")
+    assert not (tmp_path / "escaped.dcm").exists()
