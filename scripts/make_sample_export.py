@@ -29,10 +29,10 @@ Content, with the default arguments (6 patients x 2 studies x 2 series x 4 image
   zero-byte file, a CT file cut inside its pixel data and a DICOM file cut inside
   its header; the last three are named like the DICOM files beside them.
 
-Output is byte-for-byte identical for the same arguments: UIDs are derived from the
-seed and the object's indices, dates and times are fixed, preambles are zeros and
-pixel data comes from a numpy RNG seeded by the SOP Instance UID
-(see :func:`synthetic_pixels`).
+Output is byte-for-byte identical for the same arguments: UIDs are 2.25 UIDs of
+name-based UUIDs of the seed and the object's indices, dates and times are fixed,
+preambles are zeros and pixel data comes from a numpy RNG seeded by the SOP
+Instance UID (see :func:`synthetic_pixels`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import argparse
 import hashlib
 import io
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,15 +66,14 @@ from pydicom.uid import (
     KeyObjectSelectionDocumentStorage,
     MRImageStorage,
     RLELossless,
-    generate_uid,
 )
 
-UID_NAMESPACE = "migrate-fs sample export v1"
-ImplementationClassUID = generate_uid(prefix=None, entropy_srcs=[UID_NAMESPACE, "implementation"])
+UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:migrate-fs:sample-export:v1")
 ImplementationVersionName = "ACME_PACS_7"
 Preamble = bytes(128)
 Manufacturer = "ACME Medical"
 InstitutionName = "St. Example Hospital"
+ImplementationClassUID = f"2.25.{UID_NAMESPACE.int}"
 SpecificCharacterSetLatin1 = "ISO_IR 100"
 PrivateGroup = 0x0009
 PrivateCreator = "ACME 1.1"
@@ -160,7 +160,11 @@ NON_IMAGE_SOP_CLASS = {
     "PR": GrayscaleSoftcopyPresentationStateStorage,
     "KO": KeyObjectSelectionDocumentStorage,
 }
-NON_IMAGE_ENCODING = {"SR": Encoding.DEFLATED, "PR": Encoding.EXPLICIT_LE, "KO": Encoding.IMPLICIT_LE}
+NON_IMAGE_ENCODING = {
+    "SR": Encoding.DEFLATED,
+    "PR": Encoding.EXPLICIT_LE,
+    "KO": Encoding.IMPLICIT_LE,
+}
 
 
 class OutputNotEmptyError(FileExistsError):
@@ -200,9 +204,9 @@ class Study:
 
     @property
     def folder(self) -> Path:
-        volume = f"vol{self.serial // STUDIES_PER_VOLUME + 1:02d}"
-        return Path(volume, self.archive_date.strftime("%Y"), self.archive_date.strftime("%m"),
-                    self.archive_date.strftime("%d"))
+        day = self.archive_date
+        return Path(f"vol{self.serial // STUDIES_PER_VOLUME + 1:02d}", f"{day:%Y}", f"{day:%m}",
+                    f"{day:%d}")
 
     @property
     def StudyInstanceUID(self) -> str:
@@ -260,9 +264,12 @@ class Series:
         return self.folder / f"{instance_number:08d}"
 
 
-def derive_uid(seed: int, *parts: object) -> str:
-    """A 2.25 UID derived from the seed and the object's indices only."""
-    return generate_uid(prefix=None, entropy_srcs=[UID_NAMESPACE, str(seed), *map(str, parts)])
+def derive_uid(*parts: object) -> str:
+    """A 2.25 UID from a name-based (SHA-1, version 5) UUID of ``parts``.
+
+    ``generate_uid(prefix=None, ...)`` would ignore its entropy sources and be random.
+    """
+    return f"2.25.{uuid.uuid5(UID_NAMESPACE, '/'.join(map(str, parts))).int}"
 
 
 def make_patient(seed: int, index: int) -> Patient:
@@ -325,7 +332,8 @@ def synthetic_pixels(modality: str, instance_number: int, sop_instance_uid: str)
     rows, cols = kind.Rows, kind.Columns
     y, x = np.ogrid[:rows, :cols]
     radius = 0.30 + 0.03 * (instance_number % 4)
-    body = ((y - rows / 2) / (rows * radius)) ** 2 + ((x - cols / 2) / (cols * radius * 0.8)) ** 2 < 1
+    dy, dx = (y - rows / 2) / (rows * radius), (x - cols / 2) / (cols * radius * 0.8)
+    body = dy**2 + dx**2 < 1
     pixels = rng.integers(0, 64, size=(rows, cols), dtype=np.uint16)
     if modality == "CR":
         pixels += np.linspace(300, 2300, rows, dtype=np.float32).astype(np.uint16)[:, None]
@@ -369,7 +377,7 @@ def image_dataset(series: Series, instance_number: int, private_block: bool) -> 
     """An image object without its Pixel Data."""
     kind = IMAGE_KINDS[series.Modality]
     ds = base_dataset(series, instance_number)
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL" if kind is not CR else ""]
+    ds.ImageType = ["ORIGINAL", "PRIMARY"] if kind is CR else ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.FrameOfReferenceUID = series.FrameOfReferenceUID
     ds.PositionReferenceIndicator = ""
     ds.SamplesPerPixel = 1
@@ -436,11 +444,12 @@ def sop_reference(images: Series, instance_number: int) -> Dataset:
     return item
 
 
-def content_item(relationship: str, value_type: str, concept: Dataset) -> Dataset:
+def content_item(relationship: str, value_type: str, concept: Dataset | None = None) -> Dataset:
     """An SR content item without its value."""
     item = Dataset()
     item.RelationshipType, item.ValueType = relationship, value_type
-    item.ConceptNameCodeSequence = [concept]
+    if concept is not None:
+        item.ConceptNameCodeSequence = [concept]
     return item
 
 
@@ -509,8 +518,7 @@ def key_object_selection(series: Series) -> Dataset:
     description.TextValue = "Images flagged for the tumour board."
     ds.ContentSequence = [description]
     for n in range(1, count + 1):
-        item = content_item("CONTAINS", "IMAGE", code_item("113000", "DCM", "Of Interest"))
-        del item.ConceptNameCodeSequence  # IMAGE items under a KOS root carry no concept name
+        item = content_item("CONTAINS", "IMAGE")
         item.ReferencedSOPSequence = [sop_reference(images, n)]
         ds.ContentSequence.append(item)
     return ds
@@ -636,20 +644,21 @@ def write_junk(writer: ExportWriter, studies: Sequence[Study], seed: int) -> Non
     first, last = studies[0].series[0], studies[-1].series[-1]
     ct = next((s for st in studies for s in st.series if s.Modality == "CT"), first)
     header_victim = studies[0].series[min(1, len(studies[0].series) - 1)]
-    extra = {id(s): s.size for s in (first, last, ct, header_victim)}
+    last_number = {id(s): s.size for s in (first, last, ct, header_victim)}
 
-    def next_name(series: Series) -> Path:
-        extra[id(series)] += 1
-        return series.path(extra[id(series)])
+    def next_number(series: Series) -> int:
+        last_number[id(series)] += 1
+        return last_number[id(series)]
 
     writer.write_file(first.folder / "Thumbs.db", thumbs_db(seed), junk=True)
     writer.write_file(Path(studies[0].folder.parts[0], "export.log"), export_log(studies),
                       junk=True)
-    writer.write_file(next_name(last), b"", junk=True)
-    writer.write_file(next_name(ct), truncated_in_pixels(ct, extra[id(ct)] + 1), junk=True)
-    writer.write_file(next_name(header_victim),
-                      full_image(header_victim, extra[id(header_victim)] + 1)[0][
-                          :TRUNCATED_HEADER_BYTES], junk=True)
+    writer.write_file(last.path(next_number(last)), b"", junk=True)
+    number = next_number(ct)
+    writer.write_file(ct.path(number), truncated_in_pixels(ct, number), junk=True)
+    number = next_number(header_victim)
+    data, _ = full_image(header_victim, number)
+    writer.write_file(header_victim.path(number), data[:TRUNCATED_HEADER_BYTES], junk=True)
 
 
 def full_image(series: Series, number: int) -> tuple[bytes, int]:
@@ -681,7 +690,8 @@ def export_log(studies: Sequence[Study]) -> bytes:
     for study in studies:
         files = sum(s.size for s in study.series)
         lines.append(f"{study.archive_date:%Y-%m-%d} 22:{study.serial % 60:02d}:00 EXPORTED "
-                     f"study={study.serial + 1} path={study.folder.as_posix()} files={files}")
+                     f"study={study.serial + 1} accession={study.AccessionNumber} "
+                     f"path={study.folder.as_posix()} files={files}")
     lines.append(f"{studies[-1].archive_date:%Y-%m-%d} 23:59:00 EXPORT END status=OK")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
@@ -732,15 +742,24 @@ def iter_series(studies: Sequence[Study]) -> Iterator[Series]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    parser.add_argument("--patients", type=int, default=6)
-    parser.add_argument("--studies-per-patient", type=int, default=2)
-    parser.add_argument("--series-per-study", type=int, default=2)
-    parser.add_argument("--images-per-series", type=int, default=4)
-    parser.add_argument("--cr", type=int, default=2, help="number of CR images (2500x2000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-junk", dest="junk", action="store_false")
-    parser.add_argument("--no-hostile", dest="hostile", action="store_false")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                        help="output directory; must not exist or be empty")
+    parser.add_argument("--patients", type=int, default=6, metavar="N",
+                        help="regular patients (default: 6)")
+    parser.add_argument("--studies-per-patient", type=int, default=2, metavar="N",
+                        help="CT/MR studies per patient (default: 2)")
+    parser.add_argument("--series-per-study", type=int, default=2, metavar="N",
+                        help="image series per study (default: 2)")
+    parser.add_argument("--images-per-series", type=int, default=4, metavar="N",
+                        help="images per series (default: 4)")
+    parser.add_argument("--cr", type=int, default=2, metavar="N",
+                        help="CR images of 2500x2000 pixels (default: 2)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed for UIDs, IDs and pixel data (default: 0)")
+    parser.add_argument("--no-junk", dest="junk", action="store_false",
+                        help="leave out the non-DICOM and truncated files")
+    parser.add_argument("--no-hostile", dest="hostile", action="store_false",
+                        help="leave out the patients with hostile PatientIDs")
     return parser.parse_args(argv)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def load_sample_generator() -> Any:
     spec = importlib.util.spec_from_file_location("make_sample_export",
                                                   ROOT / "scripts" / "make_sample_export.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
