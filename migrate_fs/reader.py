@@ -167,6 +167,7 @@ def read_header(fp: BinaryIO, size: int) -> Header:
     start = fp.read(PREAMBLE_LENGTH + 4)
     if len(start) == PREAMBLE_LENGTH + 4 and start[PREAMBLE_LENGTH:] == MAGIC:
         header.has_preamble = True
+        header.kind = "part10"  # until the dataset says otherwise (a DICOMDIR, say)
         offset = PREAMBLE_LENGTH + 4
     else:
         offset = 0
@@ -208,6 +209,7 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
     elif not header.has_preamble and sniff_encoding(first) is None:
         header.problem("not_dicom", "no 'DICM' prefix and the bytes are not a DICOM dataset")
         return
+    header.kind = "part10" if header.has_file_meta else "raw"
     header.dataset_offset = offset
     if header.transfer_syntax == DeflatedExplicitVRLittleEndian:
         _read_deflated(fp, header)
