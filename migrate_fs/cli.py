@@ -84,14 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _inventory(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    count = run_inventory(args.sources, args.manifests, args.run, workers=args.workers,
-                          quiet=args.quiet)
-    manifest.write_run_info(args.manifests, args.run,
-                            sources=[os.path.abspath(s) for s in args.sources])
+    count, read = run_inventory(args.sources, args.manifests, args.run, workers=args.workers,
+                                quiet=args.quiet)
+    seconds = time.perf_counter() - start
     table = manifest.read_stage(args.manifests, args.run, "inventory", ["kind", "size"])
     if table.num_rows != count:
         raise RunError(f"inventory holds {table.num_rows} rows for {count} source objects")
-    print(f"inventory: {totals(table)} in {time.perf_counter() - start:.1f} s")
+    size = sum(table.column("size").to_pylist())
+    manifest.write_run_info(args.manifests, args.run,
+                            sources=[os.path.abspath(s) for s in args.sources],
+                            inventory={"objects": count, "bytes_read": read, "seconds": seconds,
+                                       "export_bytes": size})
+    print(f"inventory: {totals(table)} in {seconds:.1f} s; read {read / 1e6:.1f} MB "
+          f"({100 * read / max(size, 1):.1f}% of the export)")
     print(table_text(table, ["kind"]))
     print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'inventory')}\n")
 
@@ -111,15 +116,16 @@ def _write(args: argparse.Namespace) -> None:
             raise RunError(f"output {out} overlaps source {src}: the source is read-only; "
                            "choose an output folder outside it")
     start = time.perf_counter()
-    count, written = run_write(args.manifests, args.run, out, workers=args.workers,
-                               quiet=args.quiet, fsync=args.fsync)
-    manifest.write_run_info(args.manifests, args.run, out=str(out))
+    count, written, read = run_write(args.manifests, args.run, out, workers=args.workers,
+                                     quiet=args.quiet, fsync=args.fsync)
+    seconds = time.perf_counter() - start
+    manifest.write_run_info(args.manifests, args.run, out=str(out), write={
+        "objects": count, "bytes_read": read, "bytes_written": written, "seconds": seconds})
     result = manifest.read_stage(args.manifests, args.run, "result",
                                  ["action", "reason", "status", "size", "output_size"])
     plan_rows = manifest.read_stage(args.manifests, args.run, "plan", ["action"]).num_rows
     if result.num_rows != plan_rows:
         raise RunError(f"result holds {result.num_rows} rows for {plan_rows} planned objects")
-    seconds = time.perf_counter() - start
     print(f"write: {totals(result)}; {written / 1e6:.1f} MB written now in {seconds:.1f} s")
     print(table_text(result, ["action", "status", "reason"]))
     print(f"output: {out}")

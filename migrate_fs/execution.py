@@ -69,15 +69,30 @@ def _quiet_worker() -> None:
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
-def _inventory_batch(batch: list[SourceObject], folder: Path, name: str) -> int:
+def bytes_read_so_far() -> int:
+    """Bytes this process has asked read calls for (``rchar`` of /proc/self/io; 0 elsewhere)."""
+    try:
+        with open("/proc/self/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _inventory_batch(batch: list[SourceObject], folder: Path, name: str) -> tuple[int, int]:
     _quiet_worker()
-    manifest.write_part(folder, name, [inventory_row(o) for o in batch], "inventory")
-    return len(batch)
+    before = bytes_read_so_far()
+    rows = [inventory_row(o) for o in batch]
+    read = bytes_read_so_far() - before
+    manifest.write_part(folder, name, rows, "inventory")
+    return len(batch), read
 
 
 def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
-                  quiet: bool = False) -> int:
-    """Inventory every object below ``roots``; returns the number of objects."""
+                  quiet: bool = False) -> tuple[int, int]:
+    """Inventory every object below ``roots``; returns (objects, bytes the readers read)."""
     folder = manifest.stage_dir(manifests, run, "inventory")
     existing = manifest.part_names(folder)
     current: set[str] = set()
@@ -93,19 +108,21 @@ def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
                 continue
             yield delayed(_inventory_batch)(batch, folder, name)
 
-    done = 0
+    done = read = 0
     with _progress("inventory", quiet) as bar:
-        for count in _parallel(workers)(tasks()):
+        for count, batch_read in _parallel(workers)(tasks()):
             done += count
+            read += batch_read
             bar.update(count)
     manifest.remove_parts(folder, existing - current)
-    return done + resumed
+    return done + resumed, read
 
 
 def _write_batch(rows: list[dict[str, Any]], out: Path, folder: Path, name: str,
-                 fsync: bool) -> tuple[int, int]:
+                 fsync: bool) -> tuple[int, int, int]:
     _quiet_worker()
     written = 0
+    before = bytes_read_so_far()
     for row in rows:
         if row["action"] == "migrate":
             row.update(write_object(row, out, fsync=fsync))
@@ -116,13 +133,14 @@ def _write_batch(rows: list[dict[str, Any]], out: Path, folder: Path, name: str,
         else:
             row.update(status="not_written", output_size=None, output_sha256=None,
                        result_message=None)
+    read = bytes_read_so_far() - before
     manifest.write_part(folder, name, rows, "result")
-    return len(rows), written
+    return len(rows), written, read
 
 
 def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool = False,
-              fsync: bool = False) -> tuple[int, int]:
-    """Execute the plan; returns (objects accounted for, bytes written in this call)."""
+              fsync: bool = False) -> tuple[int, int, int]:
+    """Execute the plan; returns (objects accounted for, bytes written, bytes read) by this call."""
     plan = manifest.read_stage(manifests, run, "plan")
     folder = manifest.stage_dir(manifests, run, "result")
     existing = manifest.part_names(folder)
@@ -142,15 +160,15 @@ def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool
                 continue
             yield delayed(_write_batch)(batch, out, folder, name, fsync)
 
-    done = written = 0
+    done = written = read = 0
     with _progress("write", quiet, plan.num_rows) as bar:
-        bar.update(0)
-        for count, size in _parallel(workers)(tasks()):
+        for count, size, batch_read in _parallel(workers)(tasks()):
             done += count
             written += size
+            read += batch_read
             bar.update(count)
     manifest.remove_parts(folder, existing - current)
-    return done + resumed, written
+    return done + resumed, written, read
 
 
 def _iter_rows(table: pa.Table, chunk: int = 4096) -> Iterator[dict[str, Any]]:

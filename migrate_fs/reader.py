@@ -20,7 +20,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from pydicom.charset import convert_encodings
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset
 from pydicom.uid import (
@@ -31,6 +35,15 @@ from pydicom.uid import (
     UID,
 )
 
+from migrate_fs.elements import (
+    Malformed,
+    Truncated,
+    Unsupported,
+    Walk,
+    Window,
+    element_header,
+    walk_dataset,
+)
 from migrate_fs.problems import Problem
 
 PREAMBLE_LENGTH = 128
@@ -158,7 +171,23 @@ def sniff_encoding(first: bytes, *, strict: bool = True) -> Encoding | None:
 
 
 def read_header(fp: BinaryIO, size: int) -> Header:
-    """Identify the object in ``fp`` (``size`` bytes long) and parse its header."""
+    """Identify the object in ``fp`` (``size`` bytes long, positioned at its start) and parse
+    its header: with the lean walker, or with pydicom where the walker declines."""
+    if size == 0:
+        header = Header(kind="empty")
+        header.problem("empty_file", "zero bytes")
+        return header
+    header = Header()
+    try:
+        _read_lean(Window(fp, size), header)
+        return header
+    except Unsupported:
+        fp.seek(0)
+        return read_header_with_pydicom(fp, size)
+
+
+def read_header_with_pydicom(fp: BinaryIO, size: int) -> Header:
+    """The same as :func:`read_header`, parsing with pydicom (slower; handles every oddity)."""
     header = Header()
     if size == 0:
         header.kind = "empty"
@@ -216,12 +245,34 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
         return
     actual = sniff_encoding(fp.read(8), strict=not header.has_file_meta)
     fp.seek(offset)
+    if not _settle_encoding(header, declared, actual, offset == size):
+        return
+    assert actual is not None
+    ds = read_dataset(fp, actual.is_implicit_vr, actual.is_little_endian,  # type: ignore[arg-type]
+                      stop_when=lambda tag, vr, length: tag in PIXEL_DATA_TAGS)
+    end = fp.tell()
+    _check_complete(ds, fp, header)
+    _finish(ds, header)
+    broken = any(p.code in ("truncated", "unreadable_header") for p in header.problems)
+    if header.kind in ("part10", "raw") and end < size and not broken:
+        after = _locate_pixel_data(fp, end, size, actual, header)
+        if after is not None and after < size:  # elements after the pixel data: check them too
+            fp.seek(after)
+            _check_complete(read_dataset(fp, actual.is_implicit_vr,  # type: ignore[arg-type]
+                                         actual.is_little_endian), fp, header)
+    _check_pixel_data_present(header, header.pixel_data_offset is not None,
+                              "Rows" in ds and "Columns" in ds)
+
+
+def _settle_encoding(header: Header, declared: Encoding | None, actual: Encoding | None,
+                     at_end: bool) -> bool:
+    """Compare the declared and the detected encoding; False (problem recorded) if unusable."""
     if actual is None:
-        if offset == size:
+        if at_end:
             header.problem("truncated", "the file ends after the file meta: no dataset")
         else:
             header.problem("unreadable_header", "the dataset does not start with a DICOM element")
-        return
+        return False
     if declared is None:
         header.transfer_syntax = actual.transfer_syntax
         where = "raw dataset" if not header.has_file_meta else "file meta has no TransferSyntaxUID"
@@ -229,23 +280,13 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
                        f"{where}; detected {UID(actual.transfer_syntax).name}")
     elif declared != actual:
         header.problem("transfer_syntax_mismatch",
-                       f"declared {UID(declared.transfer_syntax).name}, "
-                       f"dataset is {UID(actual.transfer_syntax).name}")
+                       f"{UID(header.transfer_syntax).name} declares "
+                       f"{UID(declared.transfer_syntax).name}, the dataset is "
+                       f"{UID(actual.transfer_syntax).name}")
         if not UID(header.transfer_syntax).is_compressed:
             header.transfer_syntax = actual.transfer_syntax
     header.is_implicit_vr, header.is_little_endian = actual.is_implicit_vr, actual.is_little_endian
-    ds = read_dataset(fp, actual.is_implicit_vr, actual.is_little_endian,  # type: ignore[arg-type]
-                      stop_when=lambda tag, vr, length: tag in PIXEL_DATA_TAGS)
-    end = fp.tell()
-    _check_complete(ds, fp, header)
-    _finish(ds, header)
-    if header.kind != "not_dicom" and end < size and not header.problems_blocking():
-        after = _locate_pixel_data(fp, end, size, actual, header)
-        if after is not None and after < size:  # elements after the pixel data: check them too
-            fp.seek(after)
-            _check_complete(read_dataset(fp, actual.is_implicit_vr,  # type: ignore[arg-type]
-                                         actual.is_little_endian), fp, header)
-    _check_pixel_data_present(ds, header, header.pixel_data_offset is not None)
+    return True
 
 
 def _declared_encoding(ts: UID, header: Header) -> Encoding | None:
@@ -274,7 +315,8 @@ def _read_deflated(fp: _TruncationGuard, header: Header) -> None:
     ds = read_dataset(inner, False, True)  # type: ignore[arg-type]
     _check_complete(ds, inner, header)
     _finish(ds, header)
-    _check_pixel_data_present(ds, header, any(t in ds._dict for t in PIXEL_DATA_TAGS))
+    _check_pixel_data_present(header, any(t in ds._dict for t in PIXEL_DATA_TAGS),
+                              "Rows" in ds and "Columns" in ds)
 
 
 def _check_complete(ds: Dataset, fp: _TruncationGuard, header: Header) -> None:
@@ -293,18 +335,22 @@ def _check_complete(ds: Dataset, fp: _TruncationGuard, header: Header) -> None:
 
 
 def _finish(ds: Dataset, header: Header) -> None:
-    """Extract the manifest attributes, classify the object and check identifying UIDs."""
+    """Extract the manifest attributes from a pydicom dataset, then classify the object."""
     header.dataset = ds
-    attrs = header.attributes
     for column, keyword in ATTRIBUTES.items():
-        attrs[column] = _text(ds, keyword, header)
+        header.attributes[column] = _text(ds, keyword, header)
+    _classify(header, "DirectoryRecordSequence" in ds)
+
+
+def _classify(header: Header, has_directory_records: bool) -> None:
+    """Decide the kind of a parsed object and check its identifying UIDs."""
+    attrs = header.attributes
     if not any(attrs[c] for c in IDENTIFYING) and not header.has_file_meta:
         header.kind = "not_dicom"
         header.problems.clear()
         header.problem("not_dicom", "parsed as a raw dataset but holds no SOP, study or series UID")
         return
-    if "DirectoryRecordSequence" in ds or \
-            header.media_storage_sop_class_uid == MediaStorageDirectoryStorage:
+    if has_directory_records or header.media_storage_sop_class_uid == MediaStorageDirectoryStorage:
         header.kind = "dicomdir"
         header.problem("dicomdir", "a DICOMDIR media directory")
         return
@@ -320,11 +366,11 @@ def is_image_storage(sop_class_uid: str | None) -> bool:
     return bool(sop_class_uid) and "Image Storage" in UID(sop_class_uid).name
 
 
-def _check_pixel_data_present(ds: Dataset, header: Header, present: bool) -> None:
+def _check_pixel_data_present(header: Header, present: bool, has_rows_columns: bool) -> None:
     """An image without Pixel Data: usually a file cut at an element boundary."""
     if present or header.kind not in ("part10", "raw") or header.problems_blocking():
         return
-    if ("Rows" in ds and "Columns" in ds) or is_image_storage(header.attributes["sop_class_uid"]):
+    if has_rows_columns or is_image_storage(header.attributes["sop_class_uid"]):
         header.problem("missing_pixel_data", "the object is an image (by SOP class or Rows and "
                                              "Columns) but has no Pixel Data")
 
@@ -338,9 +384,10 @@ def _text(ds: Dataset, keyword: str, header: Header) -> str | None:
     value = elem.value
     if value is None or value == "":
         return None
-    if keyword == "SpecificCharacterSet" and not isinstance(value, str):
-        return "\\".join(value)
-    text = str(value)
+    if isinstance(value, MultiValue | list):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
     if "\ufffd" in text:
         header.problem("undecodable_text", f"{keyword} is not valid in the declared character set")
     return text.rstrip("\x00 ") or None
@@ -354,6 +401,11 @@ def _locate_pixel_data(fp: _TruncationGuard, offset: int, size: int, enc: Encodi
     """
     endian = "<" if enc.is_little_endian else ">"
     raw = fp.read(12)
+    group, number = struct.unpack_from(endian + "HH", raw)
+    if group << 16 | number not in PIXEL_DATA_TAGS:
+        header.problem("unreadable_header", f"the dataset stops at ({group:04X},{number:04X}), "
+                                            f"byte {offset}, before its end")
+        return None
     if enc.is_implicit_vr:
         length, value_offset = struct.unpack_from(endian + "I", raw, 4)[0], offset + 8
     elif raw[4:6] in VR_LENGTH_32:
@@ -399,3 +451,123 @@ def _end_of_fragments(fp: _TruncationGuard, pos: int, size: int, endian: str,
         if pos > size:
             header.problem("truncated", "a pixel data fragment runs past the end of the file")
             return None
+
+# ---------------------------------------------------------------------------------------------
+# The lean path: one read, struct-level element walking (see migrate_fs.elements).
+
+# Tags whose raw values the lean walk keeps: the manifest attributes and what classifies.
+_KEYWORD_TAGS = {keyword: int(Tag(keyword)) for keyword in ATTRIBUTES.values()}
+_ROWS, _COLUMNS = int(Tag("Rows")), int(Tag("Columns"))
+_DIRECTORY_RECORDS = int(Tag("DirectoryRecordSequence"))
+_CHARSET = int(Tag("SpecificCharacterSet"))
+WANTED = frozenset([*_KEYWORD_TAGS.values(), _ROWS, _COLUMNS, _DIRECTORY_RECORDS])
+_META_MEDIA_CLASS, _META_TRANSFER_SYNTAX = 0x00020002, 0x00020010
+
+
+def _read_lean(win: Window, header: Header) -> None:
+    """Parse file meta and dataset with the lean walker; raises Unsupported to fall back."""
+    size = win.size
+    start = win.bytes(0, min(PREAMBLE_LENGTH + 4, size))
+    offset = 0
+    if len(start) == PREAMBLE_LENGTH + 4 and start[PREAMBLE_LENGTH:] == MAGIC:
+        header.has_preamble, header.kind, offset = True, "part10", PREAMBLE_LENGTH + 4
+    first = win.bytes(offset, min(8, size - offset))
+    declared: Encoding | None = None
+    if first[:2] == b"\x02\x00" and first[4:6] in VALID_VRS:
+        header.has_file_meta = True
+        try:
+            meta, offset = _lean_file_meta(win, offset)
+        except Truncated:
+            header.problem("truncated", "the file ends inside the file meta")
+            return
+        header.media_storage_sop_class_uid = _uid_text(meta.get(_META_MEDIA_CLASS))
+        header.transfer_syntax = _uid_text(meta.get(_META_TRANSFER_SYNTAX))
+        if header.transfer_syntax:
+            declared = _declared_encoding(UID(header.transfer_syntax), header)
+            if declared is None:
+                return
+    elif not header.has_preamble and sniff_encoding(first) is None:
+        header.problem("not_dicom", "no 'DICM' prefix and the bytes are not a DICOM dataset")
+        return
+    header.kind = "part10" if header.has_file_meta else "raw"
+    header.dataset_offset = offset
+    if header.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        raise Unsupported("deflated datasets are inflated by the pydicom path")
+    at_end = offset + 8 > size
+    actual = None if at_end else sniff_encoding(win.bytes(offset, 8),
+                                                strict=not header.has_file_meta)
+    if not _settle_encoding(header, declared, actual, offset == size):
+        return
+    assert actual is not None
+    walk = Walk()
+    try:
+        walk_dataset(win, offset, actual.is_implicit_vr, actual.is_little_endian, WANTED, walk)
+    except Truncated as exc:
+        header.problem("truncated", str(exc))
+    except Malformed as exc:
+        header.problem("unreadable_header", str(exc))
+    _lean_attributes(walk, header, actual)
+    _classify(header, _DIRECTORY_RECORDS in walk.values)
+    if header.kind in ("part10", "raw"):
+        header.pixel_data_offset = walk.pixel_data_offset
+        header.pixel_data_length = walk.pixel_data_length
+        header.pixel_data_encapsulated = walk.pixel_data_encapsulated
+    _check_pixel_data_present(header, walk.pixel_data_offset is not None,
+                              _ROWS in walk.values and _COLUMNS in walk.values)
+
+
+def _lean_file_meta(win: Window, pos: int) -> tuple[dict[int, bytes], int]:
+    """The (0002,xxxx) elements' raw values and the offset after them."""
+    meta: dict[int, bytes] = {}
+    while pos + 8 <= win.size and win.bytes(pos, 2) == b"\x02\x00":
+        tag, vr, length, value = element_header(win, pos, False, True)
+        if length == UNDEFINED_LENGTH or vr is None:
+            raise Unsupported("unusual file meta")
+        meta[tag] = win.bytes(value, length)
+        pos = value + length
+    if pos > win.size:
+        raise Truncated("file meta")
+    return meta, pos
+
+
+def _uid_text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode("latin-1").rstrip("\x00 ") or None
+
+
+def _lean_attributes(walk: Walk, header: Header, enc: Encoding) -> None:
+    """Decode the kept raw values as pydicom would (ASCII directly, anything else by pydicom)."""
+    raw_charset = walk.values.get(_CHARSET, (None, None))[1]
+    charsets = None
+    for column, keyword in ATTRIBUTES.items():
+        vr, raw = walk.values.get(_KEYWORD_TAGS[keyword], (None, None))
+        if not raw:
+            header.attributes[column] = None
+            continue
+        if raw.isascii() and b"\x1b" not in raw:
+            text = raw.decode("ascii")
+            text = text.strip() if keyword in _NUMBER_STRINGS else text.rstrip("\x00 ")
+            if "\\" in text:
+                text = "\\".join(v.strip() if keyword in _NUMBER_STRINGS else v.rstrip("\x00 ")
+                                  for v in text.split("\\"))
+        else:
+            if charsets is None:
+                charsets = convert_encodings(_charset_values(raw_charset))
+            ds = Dataset()
+            ds._dict[Tag(_KEYWORD_TAGS[keyword])] = RawDataElement(  # type: ignore[assignment]
+                Tag(_KEYWORD_TAGS[keyword]), vr.decode() if vr else None, len(raw), raw, 0,
+                enc.is_implicit_vr, enc.is_little_endian)
+            ds.set_original_encoding(enc.is_implicit_vr, enc.is_little_endian, charsets)
+            text = _text(ds, keyword, header)
+        header.attributes[column] = text or None
+
+
+_NUMBER_STRINGS = {"SeriesNumber", "InstanceNumber"}
+
+
+def _charset_values(raw: bytes | None) -> list[str] | str:
+    if not raw:
+        return ""
+    values = [v.strip() for v in raw.decode("latin-1").split("\\")]
+    return values if len(values) > 1 else values[0]

@@ -11,24 +11,24 @@ over an existing file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
 import uuid
-import warnings
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom.filereader import read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs import __version__
 from migrate_fs.paths import resolve_inside
-from migrate_fs.reader import PIXEL_DATA_TAGS, UNDEFINED_LENGTH, VR_LENGTH_32
+from migrate_fs.reader import UNDEFINED_LENGTH, VR_LENGTH_32
 from migrate_fs.transcode import Transcoder, element_header, swap
 
 CHUNK = 1 << 20
+BITS_ALLOCATED = 0x00280100
 PREAMBLE = bytes(128) + b"DICM"
 ImplementationClassUID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
 ImplementationVersionName = f"MIGRATEFS_{__version__}"[:16]
@@ -79,13 +79,16 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) ->
             raise WriteError("source_changed", f"source size/mtime now {st.st_size}/"
                                                f"{st.st_mtime_ns}, inventory had {row['size']}/"
                                                f"{row['mtime_ns']}")
+        folder_path, _, name = row["output_path"].rpartition("/")
+        if not name or name in (".", "..") or "\\" in name or "\x00" in name:
+            raise WriteError("unsafe_path", f"output file name {name!r} is not a plain name")
+        folder = _output_folder(str(out_root), folder_path)
+        target = folder / name
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
-            target = resolve_inside(out_root, row["output_path"])
-        except ValueError as exc:
-            raise WriteError("unsafe_path", str(exc)) from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        try:
+            if not folder.is_dir():  # removed since it was cached (a new run, a cleanup)
+                _output_folder.cache_clear()
+                folder = _output_folder(str(out_root), folder_path)
             with open(row["locator"], "rb") as src, open(tmp, "wb") as out:
                 sink = _HashingWriter(out)
                 sink.write(file_meta(row["sop_class_uid"], row["sop_instance_uid"],
@@ -107,6 +110,18 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) ->
                        reason="unreadable_header", changes=changes)
     return _result(status, size=sink.size, sha256=sink.sha256.hexdigest(), message=message,
                    changes=changes)
+
+
+@functools.lru_cache(maxsize=8192)
+def _output_folder(out_root: str, folder_path: str) -> Path:
+    """The output folder for a planned path, checked to be inside the root and created once
+    per worker (a cache: the hot path makes no per-object mkdir or realpath calls)."""
+    try:
+        folder = resolve_inside(Path(out_root), folder_path) if folder_path else Path(out_root)
+    except ValueError as exc:
+        raise WriteError("unsafe_path", str(exc)) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _result(status: str, *, size: int | None = None, sha256: str | None = None,
@@ -174,17 +189,19 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
 
 
 def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list[dict[str, Any]]:
-    implicit, little = bool(row["is_implicit_vr"]), bool(row["is_little_endian"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = read_dataset(src, implicit, little, stop_when=lambda t, vr, n: t in PIXEL_DATA_TAGS)
-        coder = Transcoder(sink.write, little, ds.original_character_set, ds)
-        coder.dataset(ds)
-        if row["pixel_data_offset"] is not None:
-            end = _copy_pixel_data(src, row, ds.get("BitsAllocated"), sink)
-            if end < row["size"]:
-                src.seek(end)
-                coder.dataset(read_dataset(src, implicit, little))
+    """Re-encode an implicit VR or big endian dataset; the pixel data value is copied."""
+    coder = Transcoder(sink.write, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]))
+    pixel, size = row["pixel_data_offset"], row["size"]
+    header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
+    coder.dataset(header, 0, len(header))
+    if pixel is not None:
+        raw_bits = coder.context.get(BITS_ALLOCATED)
+        bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
+        after = _copy_pixel_data(src, row, bits, sink)
+        if after < size:
+            src.seek(after)
+            tail = src.read(size - after)
+            coder.dataset(tail, 0, len(tail))
     return coder.changes
 
 

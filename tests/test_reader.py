@@ -155,3 +155,40 @@ def test_arbitrary_bytes_never_crash_the_reader(data: bytes) -> None:
     assert header.kind in ("part10", "raw", "dicomdir", "not_dicom", "empty")
     if header.kind in ("part10", "raw") and not header.problems_blocking():
         assert header.attributes["sop_instance_uid"]
+
+
+HEADER_FIELDS = ("kind", "has_preamble", "has_file_meta", "transfer_syntax", "is_implicit_vr",
+                 "is_little_endian", "dataset_offset", "pixel_data_offset", "pixel_data_length",
+                 "pixel_data_encapsulated", "attributes")
+ALL_FILES = sorted(p for p in PYDICOM_DATA.rglob("*") if p.is_file() and p.suffix != ".py")
+
+
+def _both(data: bytes):
+    from migrate_fs.reader import read_header_with_pydicom
+
+    return read_header(io.BytesIO(data), len(data)), \
+        read_header_with_pydicom(io.BytesIO(data), len(data))
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(PYDICOM_DATA)))
+def test_lean_reader_gives_the_same_header_as_pydicom(path: Path) -> None:
+    lean, slow = _both(path.read_bytes())
+    for name in HEADER_FIELDS:
+        assert getattr(lean, name) == getattr(slow, name), name
+    assert [p.code for p in lean.problems] == [p.code for p in slow.problems]
+
+
+def test_lean_reader_agrees_with_pydicom_on_the_sample_export(sample_export: Path) -> None:
+    for path in sorted(p for p in sample_export.rglob("*") if p.is_file()):
+        lean, slow = _both(path.read_bytes())
+        assert {n: getattr(lean, n) for n in HEADER_FIELDS} == \
+            {n: getattr(slow, n) for n in HEADER_FIELDS}, path
+        assert [p.code for p in lean.problems] == [p.code for p in slow.problems], path
+
+
+@pytest.mark.parametrize("name", CUT_SOURCES)
+def test_lean_reader_and_pydicom_agree_that_cut_files_are_broken(name: str) -> None:
+    data = (PYDICOM_DATA / "test_files" / name).read_bytes()
+    for cut in range(1, len(data), max(1, len(data) // 100)):
+        lean, slow = _both(data[:cut])
+        assert lean.problems_blocking() and slow.problems_blocking(), cut
