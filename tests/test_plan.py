@@ -66,3 +66,19 @@ def test_paths_differing_only_in_case_are_not_both_migrated() -> None:
 
 def test_empty_inventory_gives_empty_plan() -> None:
     assert make_plan(inventory([])).num_rows == 0
+
+
+def test_existing_problems_are_kept_when_a_duplicate_is_added() -> None:
+    plan = by_locator(make_plan(inventory([
+        {"locator": "/a", "sop_instance_uid": "1.1", "problems": [
+            {"code": "missing_file_meta", "message": "raw"}]},
+        {"locator": "/b", "sop_instance_uid": "1.1", "problems": [
+            {"code": "transfer_syntax_mismatch", "message": "lies"}]},
+        {"locator": "/c", "sop_instance_uid": "1.2", "patient_id": None},
+        {"locator": "/d", "sop_instance_uid": "1.3", "patient_id": None},
+    ])))
+    assert [p["code"] for p in plan["/a"]["problems"]] == ["missing_file_meta"]
+    assert [p["code"] for p in plan["/b"]["problems"]] == ["transfer_syntax_mismatch",
+                                                           "duplicate_sop_instance_uid"]
+    assert plan["/c"]["output_path"].split("/")[0] == plan["/d"]["output_path"].split("/")[0]
+    assert plan["/c"]["output_path"].startswith("_empty~")
