@@ -89,7 +89,8 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) ->
             if not folder.is_dir():  # removed since it was cached (a new run, a cleanup)
                 _output_folder.cache_clear()
                 folder = _output_folder(str(out_root), folder_path)
-            with open(row["locator"], "rb") as src, open(tmp, "wb") as out:
+            with open(row["locator"], "rb", buffering=0) as src, \
+                    open(tmp, "wb", buffering=CHUNK) as out:
                 sink = _HashingWriter(out)
                 sink.write(file_meta(row["sop_class_uid"], row["sop_instance_uid"],
                                      row["output_transfer_syntax"]))
@@ -159,15 +160,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_BUFFER = memoryview(bytearray(CHUNK))  # one per worker process: no allocation per chunk
+
+
 def _copy_range(src: BinaryIO, sink: _HashingWriter, length: int | None, unit: int = 1) -> int:
     """Copy ``length`` bytes (all, if None) from ``src``, swapping ``unit``-byte values."""
     copied, step = 0, CHUNK - CHUNK % max(unit, 1)
     while length is None or copied < length:
-        chunk = src.read(step if length is None else min(step, length - copied))
-        if not chunk:
+        want = step if length is None else min(step, length - copied)
+        got = src.readinto(_BUFFER[:want])  # type: ignore[attr-defined]
+        if not got:
             break
-        sink.write(swap(chunk, unit) if unit > 1 else chunk)
-        copied += len(chunk)
+        chunk = _BUFFER[:got]
+        sink.write(swap(chunk.tobytes(), unit) if unit > 1 else chunk)
+        copied += got
     if length is not None and copied != length:
         raise WriteError("truncated", f"source ended after {copied} of {length} bytes")
     return copied
