@@ -28,6 +28,7 @@ from migrate_fs.reader import UNDEFINED_LENGTH, VR_LENGTH_32
 from migrate_fs.transcode import Transcoder, element_header, swap
 
 CHUNK = 1 << 20
+OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
 BITS_ALLOCATED = 0x00280100
 PREAMBLE = bytes(128) + b"DICM"
 ImplementationClassUID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
@@ -90,7 +91,7 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) ->
                 _output_folder.cache_clear()
                 folder = _output_folder(str(out_root), folder_path)
             with open(row["locator"], "rb", buffering=0) as src, \
-                    open(tmp, "wb", buffering=CHUNK) as out:
+                    open(tmp, "wb", buffering=OUT_BUFFER) as out:
                 sink = _HashingWriter(out)
                 sink.write(file_meta(row["sop_class_uid"], row["sop_instance_uid"],
                                      row["output_transfer_syntax"]))
@@ -196,10 +197,13 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
 
 def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list[dict[str, Any]]:
     """Re-encode an implicit VR or big endian dataset; the pixel data value is copied."""
-    coder = Transcoder(sink.write, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]))
+    parts: list[bytes] = []  # collected and written at once: one hash update, one write
+    coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]))
     pixel, size = row["pixel_data_offset"], row["size"]
     header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
     coder.dataset(header, 0, len(header))
+    sink.write(b"".join(parts))
+    parts.clear()
     if pixel is not None:
         raw_bits = coder.context.get(BITS_ALLOCATED)
         bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
@@ -208,6 +212,7 @@ def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list
             src.seek(after)
             tail = src.read(size - after)
             coder.dataset(tail, 0, len(tail))
+            sink.write(b"".join(parts))
     return coder.changes
 
 
