@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -17,15 +18,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from migrate_fs import manifest
-from migrate_fs.inventory import inventory_row
+from migrate_fs.inventory import inventory_members, inventory_row
 from migrate_fs.sources import SourceObject, iter_sources
-from migrate_fs.writer import write_object
+from migrate_fs.writer import execute, execute_members
 
 INVENTORY_BATCH = 256
+ARCHIVE_PART_ROWS = 1024
 WRITE_BATCH = 128
 WRITE_BATCH_BYTES = 256 << 20
 T = TypeVar("T")
@@ -90,11 +93,55 @@ def _inventory_batch(batch: list[SourceObject], folder: Path, name: str) -> tupl
     return len(batch), read
 
 
+def _inventory_archive(paths: list[str], folder: Path, key: str) -> tuple[int, int]:
+    """Inventory the members of one dump, front to back; parts are named after the dump."""
+    _quiet_worker()
+    before = bytes_read_so_far()
+    _forget_archive(folder, key)
+    count = 0
+    for index, rows in enumerate(batched(inventory_members(paths), ARCHIVE_PART_ROWS)):
+        manifest.write_part(folder, f"a{key}-{index:06d}", rows, "inventory")
+        count += len(rows)
+    (folder / f".a{key}.done").write_text(str(count))
+    return count, bytes_read_so_far() - before
+
+
+def _forget_archive(folder: Path, key: str) -> None:
+    manifest.remove_parts(folder, {n for n in manifest.part_names(folder)
+                                   if n.startswith(f"a{key}-")})
+    (folder / f".a{key}.done").unlink(missing_ok=True)
+
+
+def _archive_tasks(archives: list[list[str]], folder: Path,
+                   make_task: Callable[[list[str], str], Any],
+                   key_of: Callable[[list[str]], str]) -> tuple[list[Any], int]:
+    """Tasks for the archives whose parts are not complete; the rows of those that are."""
+    tasks, resumed, keys = [], 0, set()
+    for paths in archives:
+        key = key_of(paths)
+        keys.add(key)
+        done = folder / f".a{key}.done"
+        if done.exists():
+            resumed += int(done.read_text() or 0)
+        else:
+            tasks.append(make_task(paths, key))
+    for name in manifest.part_names(folder):  # parts of archives no longer in the run
+        if name.startswith("a") and name[1:].split("-")[0] not in keys:
+            _forget_archive(folder, name[1:].split("-")[0])
+    return tasks, resumed
+
+
+def _file_key(paths: list[str]) -> str:
+    return _key((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
+
+
 def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
-                  quiet: bool = False) -> tuple[int, int]:
-    """Inventory every object below ``roots``; returns (objects, bytes the readers read)."""
+                  quiet: bool = False, volume_sets: list[list[str]] | None = None
+                  ) -> tuple[int, int]:
+    """Inventory every object below ``roots`` and in every archive found there or given as
+    ``volume_sets``; returns (objects, bytes the readers read)."""
     folder = manifest.stage_dir(manifests, run, "inventory")
-    existing = manifest.part_names(folder)
+    existing = {n for n in manifest.part_names(folder) if n.startswith("part-")}
     current: set[str] = set()
     resumed = 0
 
@@ -114,8 +161,20 @@ def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
             done += count
             read += batch_read
             bar.update(count)
-    manifest.remove_parts(folder, existing - current)
-    return done + resumed, read
+        manifest.remove_parts(folder, existing - current)
+        found = manifest.read_stage(manifests, run, "inventory", ["locator", "kind"]) \
+            if manifest.part_names(folder) else None
+        archives = [[loc] for loc, kind in zip(*(found.column(c).to_pylist() for c in
+                                                 ("locator", "kind"))) if kind == "archive"] \
+            if found is not None else []
+        archives += [list(v) for v in volume_sets or []]
+        archive_tasks, archive_resumed = _archive_tasks(
+            archives, folder, lambda p, k: delayed(_inventory_archive)(p, folder, k), _file_key)
+        for count, batch_read in _parallel(workers)(archive_tasks):
+            done += count
+            read += batch_read
+            bar.update(count)
+    return done + resumed + archive_resumed, read
 
 
 def _write_batch(rows: list[dict[str, Any]], out: Path, folder: Path, name: str,
@@ -124,15 +183,7 @@ def _write_batch(rows: list[dict[str, Any]], out: Path, folder: Path, name: str,
     written = 0
     before = bytes_read_so_far()
     for row in rows:
-        if row["action"] == "migrate":
-            row.update(write_object(row, out, fsync=fsync))
-            written += row["output_size"] or 0
-            if row["status"] == "failed":
-                row["problems"] = [*(row["problems"] or []),
-                                   {"code": row["reason"], "message": row["result_message"]}]
-        else:
-            row.update(status="not_written", output_size=None, output_sha256=None,
-                       result_message=None)
+        written += execute(row, out, fsync=fsync)["output_size"] or 0
     read = bytes_read_so_far() - before
     manifest.write_part(folder, name, rows, "result")
     return len(rows), written, read
@@ -143,7 +194,10 @@ def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool
     """Execute the plan; returns (objects accounted for, bytes written, bytes read) by this call."""
     plan = manifest.read_stage(manifests, run, "plan")
     folder = manifest.stage_dir(manifests, run, "result")
-    existing = manifest.part_names(folder)
+    existing = {n for n in manifest.part_names(folder) if n.startswith("part-")}
+    in_archive = pc.is_valid(plan.column("archive"))
+    members = plan.filter(in_archive)
+    plan = plan.filter(pc.invert(in_archive))
     current: set[str] = set()
     resumed = 0
 
@@ -160,15 +214,49 @@ def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool
                 continue
             yield delayed(_write_batch)(batch, out, folder, name, fsync)
 
+    by_archive: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in _iter_rows(members.sort_by([("archive", "ascending"),
+                                           ("member_offset", "ascending")])):
+        by_archive.setdefault(tuple(row["archive_volumes"] or [row["archive"]]), []).append(row)
     done = written = read = 0
-    with _progress("write", quiet, plan.num_rows) as bar:
+    with _progress("write", quiet, plan.num_rows + members.num_rows) as bar:
         for count, size, batch_read in _parallel(workers)(tasks()):
             done += count
             written += size
             read += batch_read
             bar.update(count)
-    manifest.remove_parts(folder, existing - current)
-    return done + resumed, written, read
+        manifest.remove_parts(folder, existing - current)
+
+        def rows_key(paths: list[str]) -> str:
+            return _key((r["object_id"], r["action"], r["output_path"])
+                        for r in by_archive[tuple(paths)])
+
+        archive_tasks, archive_resumed = _archive_tasks(
+            [list(p) for p in by_archive], folder,
+            lambda p, k: delayed(_write_archive)(p, by_archive[tuple(p)], out, fsync, folder, k),
+            rows_key)
+        for count, size, batch_read in _parallel(workers)(archive_tasks):
+            done += count
+            written += size
+            read += batch_read
+            bar.update(count)
+    return done + resumed + archive_resumed, written, read
+
+
+def _write_archive(paths: list[str], rows: list[dict[str, Any]], out: Path, fsync: bool,
+                   folder: Path, key: str) -> tuple[int, int, int]:
+    """Write the planned members of one dump in one pass; result parts named after it."""
+    _quiet_worker()
+    before = bytes_read_so_far()
+    _forget_archive(folder, key)
+    count = written = 0
+    results = execute_members(paths, rows, out, fsync=fsync)
+    for index, rows in enumerate(batched(results, ARCHIVE_PART_ROWS)):
+        manifest.write_part(folder, f"a{key}-{index:06d}", rows, "result")
+        count += len(rows)
+        written += sum(r["output_size"] or 0 for r in rows)
+    (folder / f".a{key}.done").write_text(str(count))
+    return count, written, bytes_read_so_far() - before
 
 
 def _iter_rows(table: pa.Table, chunk: int = 4096) -> Iterator[dict[str, Any]]:

@@ -7,10 +7,18 @@ manifest folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from migrate_fs.reader import ATTRIBUTES, read_header
-from migrate_fs.sources import SourceObject
+from migrate_fs.archives import (
+    STREAM_ERRORS,
+    TAR_MAGIC_OFFSET,
+    Member,
+    archive_kind,
+    iter_members,
+)
+from migrate_fs.reader import ATTRIBUTES, Header, read_header
+from migrate_fs.sources import SourceObject, object_id
 
 READ_BUFFER = 16 * 1024  # one read covers a typical header; pixel data is skipped by seeking
 
@@ -33,6 +41,14 @@ def inventory_row(obj: SourceObject) -> dict[str, Any]:
         row["kind"] = "unreadable"
         row["problems"] = [{"code": "unreadable_source", "message": exc.strerror or str(exc)}]
         return row
+    _header_columns(row, header)
+    if header.kind == "not_dicom" and obj.size >= TAR_MAGIC_OFFSET + 5:
+        archive_row_kind(obj, row)
+    return row
+
+
+def _header_columns(row: dict[str, Any], header: Header) -> None:
+    """Copy what the reader found into the row's columns."""
     row.update(
         kind=header.kind,
         has_preamble=header.has_preamble,
@@ -48,4 +64,67 @@ def inventory_row(obj: SourceObject) -> dict[str, Any]:
     )
     for column in ATTRIBUTES:
         row[column] = header.attributes.get(column)
-    return row
+
+
+def archive_row_kind(obj: SourceObject, row: dict[str, Any]) -> None:
+    """Mark a file that is a tar archive (plain or compressed): its members are objects."""
+    try:
+        with open(obj.locator, "rb") as f:
+            head = f.read(TAR_MAGIC_OFFSET + 5)
+    except OSError:
+        return
+    if archive_kind(head, obj.locator) is not None:
+        row["kind"] = "archive"
+        row["problems"] = [{"code": "archive", "message": "a tar archive: its members are "
+                                                         "inventoried as objects of their own"}]
+
+
+def member_locator(archive: str, name: str, offset: int) -> str:
+    """Archive path, member name and header offset: stable, and unique within the archive."""
+    return f"{archive}::{name}@{offset}"
+
+
+def inventory_members(paths: list[str]) -> Iterator[dict[str, Any]]:
+    """One inventory row per entry of a dump, streamed front to back, nothing extracted."""
+    archive = paths[0]
+    volumes = paths if len(paths) > 1 else None
+    last: dict[str, Any] | None = None
+    for member in iter_members(paths):
+        if member.damages_previous and last is not None and last["member_offset"] == member.offset:
+            if not any(p["code"] == "archive_truncated" for p in last["problems"]):
+                last["problems"] = [{"code": "archive_truncated", "message": member.message},
+                                    *last["problems"]]
+                last["kind"] = "unreadable"
+            continue
+        locator = member_locator(archive, member.name, member.offset)
+        row: dict[str, Any] = {"object_id": object_id(locator), "locator": locator,
+                               "source": archive, "size": member.size,
+                               "mtime_ns": member.mtime_ns, "archive": archive,
+                               "archive_volumes": volumes, "member": member.name,
+                               "member_offset": member.offset}
+        if member.problem:
+            row["kind"] = MEMBER_KINDS.get(member.problem, "unreadable")
+            row["problems"] = [{"code": member.problem, "message": member.message or ""}]
+        else:
+            _read_member(member, row)
+        if last is not None:
+            yield last
+        last = row
+    if last is not None:
+        yield last
+
+
+MEMBER_KINDS = {"archive_directory": "not_regular_file", "archive_symlink": "not_regular_file",
+                "archive_hardlink": "not_regular_file", "archive_special": "not_regular_file"}
+
+
+def _read_member(member: Member, row: dict[str, Any]) -> None:
+    assert member.stream is not None
+    try:
+        header = read_header(member.stream, member.size)
+    except STREAM_ERRORS as exc:
+        row["kind"] = "unreadable"
+        row["problems"] = [{"code": "archive_truncated",
+                            "message": f"the member cannot be read to its end: {exc}"}]
+        return
+    _header_columns(row, header)

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from migrate_fs.reader import ATTRIBUTES
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 STAGES = ("inventory", "plan", "result")
 
 PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string())])
@@ -34,6 +34,10 @@ _INVENTORY = [
     ("source", pa.string()),
     ("size", pa.int64()),
     ("mtime_ns", pa.int64()),
+    ("archive", pa.string()),
+    ("archive_volumes", pa.list_(pa.string())),
+    ("member", pa.string()),
+    ("member_offset", pa.int64()),
     ("kind", pa.string()),
     ("has_preamble", pa.bool_()),
     ("has_file_meta", pa.bool_()),

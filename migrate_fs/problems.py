@@ -50,6 +50,25 @@ CATALOGUE: dict[str, Code] = {
         Code("missing_uid", "error",
              "SOPClassUID, SOPInstanceUID, StudyInstanceUID or SeriesInstanceUID is missing "
              "or empty."),
+        Code("archive", "skip",
+             "A tar archive (plain, gz, bz2 or xz) found in the export: not migrated itself; "
+             "each of its members has a row of its own."),
+        Code("archive_directory", "skip", "A directory entry of an archive."),
+        Code("archive_hardlink", "skip",
+             "A hard link entry of an archive: its content is the linked member's, which has "
+             "its own row."),
+        Code("archive_symlink", "error",
+             "A symbolic link entry of an archive: recorded, never followed."),
+        Code("archive_special", "error",
+             "A device, FIFO or other special entry of an archive: recorded, never read."),
+        Code("unsafe_member_path", "error",
+             "An archive member whose name is absolute or contains '..': recorded, never used "
+             "as a path and not read."),
+        Code("archive_truncated", "error",
+             "The archive ends (or its compressed stream breaks) inside this member's data."),
+        Code("archive_corrupt", "error",
+             "The archive cannot be read past this point (a damaged header); members before "
+             "it are processed normally."),
         Code("dicomdir", "skip",
              "A DICOMDIR media directory: recorded, not migrated as an instance."),
         Code("duplicate_sop_instance_uid", "error",

@@ -11,6 +11,7 @@ over an existing file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -18,11 +19,13 @@ import struct
 import uuid
 import zlib
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs import __version__
+from migrate_fs.archives import STREAM_ERRORS, iter_members
 from migrate_fs.paths import resolve_inside
 from migrate_fs.reader import UNDEFINED_LENGTH, VR_LENGTH_32
 from migrate_fs.transcode import Transcoder, element_header, swap
@@ -71,15 +74,63 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -
     return PREAMBLE + element_header(0x00020000, "UL", 4) + struct.pack("<I", len(body)) + body
 
 
-def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) -> dict[str, Any]:
-    """Migrate one planned object; return its result columns (status, size, hash, changes)."""
+def execute(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
+            source: BinaryIO | None = None) -> dict[str, Any]:
+    """Carry out one plan row; return it with the result columns filled in."""
+    if row["action"] != "migrate":
+        row.update(status="not_written", output_size=None, output_sha256=None,
+                   result_message=None)
+        return row
+    row.update(write_object(row, out_root, fsync=fsync, source=source))
+    if row["status"] == "failed":
+        row["problems"] = [*(row["problems"] or []),
+                           {"code": row["reason"], "message": row["result_message"]}]
+    return row
+
+
+def execute_members(paths: list[str], rows: list[dict[str, Any]], out_root: Path, *,
+                    fsync: bool = False) -> Iterator[dict[str, Any]]:
+    """Carry out the plan rows of one archive in a single front-to-back pass over it."""
+    pending = {r["member_offset"]: r for r in rows}
+    try:
+        for member in iter_members(paths):
+            row = pending.pop(member.offset, None)
+            if row is None or member.damages_previous:
+                continue
+            if row["action"] == "migrate" and (member.stream is None or member.name != row["member"]
+                                               or member.size != row["size"]):
+                row.update(_result("failed", reason="source_changed",
+                                   message=f"member at byte {member.offset} is not the one the "
+                                           "inventory saw: run inventory and plan again"))
+                yield row
+                continue
+            yield execute(row, out_root, fsync=fsync, source=member.stream)
+    except STREAM_ERRORS as exc:
+        message = f"the archive could not be read to this member: {exc}"
+    else:
+        message = "the member is no longer in the archive: run inventory and plan again"
+    for row in pending.values():
+        if row["action"] == "migrate":
+            row.update(_result("failed", reason="source_changed", message=message))
+            yield row
+        else:
+            yield execute(row, out_root)
+
+
+def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
+                 source: BinaryIO | None = None) -> dict[str, Any]:
+    """Migrate one planned object; return its result columns (status, size, hash, changes).
+
+    ``source`` is the object's stream when it is an archive member; a file is opened by path.
+    """
     changes = list(row.get("changes") or [])
     try:
-        st = os.stat(row["locator"])
-        if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
-            raise WriteError("source_changed", f"source size/mtime now {st.st_size}/"
-                                               f"{st.st_mtime_ns}, inventory had {row['size']}/"
-                                               f"{row['mtime_ns']}")
+        if source is None:
+            st = os.stat(row["locator"])
+            if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
+                raise WriteError("source_changed", f"source size/mtime now {st.st_size}/"
+                                                   f"{st.st_mtime_ns}, inventory had "
+                                                   f"{row['size']}/{row['mtime_ns']}")
         folder_path, _, name = row["output_path"].rpartition("/")
         if not name or name in (".", "..") or "\\" in name or "\x00" in name:
             raise WriteError("unsafe_path", f"output file name {name!r} is not a plain name")
@@ -90,8 +141,9 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False) ->
             if not folder.is_dir():  # removed since it was cached (a new run, a cleanup)
                 _output_folder.cache_clear()
                 folder = _output_folder(str(out_root), folder_path)
-            with open(row["locator"], "rb", buffering=0) as src, \
-                    open(tmp, "wb", buffering=OUT_BUFFER) as out:
+            opened = open(row["locator"], "rb", buffering=0) if source is None else \
+                contextlib.nullcontext(source)
+            with opened as src, open(tmp, "wb", buffering=OUT_BUFFER) as out:
                 sink = _HashingWriter(out)
                 sink.write(file_meta(row["sop_class_uid"], row["sop_instance_uid"],
                                      row["output_transfer_syntax"]))

@@ -1,0 +1,264 @@
+"""archives: tape dumps (tar, compressed or not, single or multi-volume) read as streams.
+
+Members are never extracted: each regular member is handed over as a read-only stream, read
+front to back once, in archive order. Names are locators only. Links, devices, FIFOs and
+directories, absolute names and names with ``..`` are reported, never followed or opened. A
+damaged archive yields every member before the damage, then one entry for the damage.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+# Compression by magic bytes; "" is a plain tar ('ustar' at byte 257, or a valid v7 header).
+MAGIC = {b"\x1f\x8b": "gz", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
+TAR_MAGIC_OFFSET = 257
+
+
+def archive_kind(head: bytes, path: str | None = None) -> str | None:
+    """'' for a plain tar, 'gz'/'bz2'/'xz' for a compressed tar, None for anything else.
+
+    ``head`` is the first bytes of the object (512 or more). A compressed file is only an
+    archive if a tar header can be read from it (``path`` lets this check open it).
+    """
+    if len(head) >= TAR_MAGIC_OFFSET + 5 and head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar":
+        return ""
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            if path is None:
+                return kind
+            try:
+                with tarfile.open(path, f"r|{kind}") as tf:
+                    return kind if tf.next() is not None else None
+            except (tarfile.TarError, OSError, EOFError):
+                return None
+    return None
+
+
+class VolumeSet(io.RawIOBase):
+    """Several files read as one (the volumes of one split dump), seekable."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.sizes = [os.path.getsize(p) for p in paths]
+        self.starts = [sum(self.sizes[:i]) for i in range(len(paths))]
+        self.size = sum(self.sizes)
+        self.pos = 0
+        self._index = -1
+        self._file: BinaryIO | None = None
+        self.name = paths[0]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        view = memoryview(buffer)
+        done = 0
+        while done < len(view) and self.pos < self.size:
+            index = max(i for i, s in enumerate(self.starts) if s <= self.pos)
+            if index != self._index:
+                if self._file:
+                    self._file.close()
+                self._file, self._index = open(self.paths[index], "rb"), index
+            assert self._file is not None
+            self._file.seek(self.pos - self.starts[index])
+            want = min(len(view) - done, self.starts[index] + self.sizes[index] - self.pos)
+            got = self._file.readinto(view[done:done + want])
+            if not got:
+                break
+            done += got
+            self.pos += got
+        return done
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+        super().close()
+
+
+@dataclass
+class Member:
+    """One entry of an archive, and its problem code if it is not a readable regular file."""
+
+    name: str
+    offset: int  # of its header block: unique in the archive, stable across runs
+    size: int
+    mtime_ns: int
+    problem: str | None = None
+    message: str | None = None
+    stream: BinaryIO | None = None  # only for regular members without a problem
+    damages_previous: bool = False  # this entry reports that the member before it is cut
+
+
+def open_archive(paths: list[str]) -> tuple[tarfile.TarFile, BinaryIO]:
+    """Open a dump (one file or the volumes of one) for reading front to back."""
+    raw: BinaryIO = VolumeSet(paths) if len(paths) > 1 else open(paths[0], "rb")  # type: ignore[assignment]
+    head = raw.read(TAR_MAGIC_OFFSET + 5)
+    raw.seek(0)
+    kind = archive_kind(head)
+    if kind is None:
+        raw.close()
+        raise tarfile.ReadError(f"{paths[0]} is not a tar archive (plain, gz, bz2 or xz)")
+    fileobj: BinaryIO = io.BufferedReader(raw, 1 << 20) if len(paths) > 1 else raw  # type: ignore[arg-type]
+    if kind == "":  # seekable: members can be skipped and re-read
+        return tarfile.open(fileobj=fileobj, mode="r:"), fileobj
+    return tarfile.open(fileobj=fileobj, mode=f"r|{kind}"), fileobj
+
+
+STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)  # zlib/lzma/bz2 errors too
+
+
+def iter_members(paths: list[str]) -> Iterator[Member]:
+    """Every entry of the dump in archive order; a stream for each readable regular member.
+
+    A stream must be consumed (or dropped) before the next member is asked for. When the dump
+    is damaged, the last entry has problem ``archive_truncated`` (the data of the member before
+    it ends early: ``damages_previous`` is set) or ``archive_corrupt`` (an unreadable header).
+    """
+    tf, raw = open_archive(paths)
+    size = VolumeSet(paths).size if len(paths) > 1 else os.path.getsize(paths[0])
+    seekable = not isinstance(tf.fileobj, tarfile._Stream)  # type: ignore[attr-defined]
+    previous: Member | None = None
+    try:
+        while True:
+            try:
+                info = tf.next()
+            except STREAM_ERRORS as exc:
+                yield _damage(previous, exc)
+                return
+            if info is None:
+                return
+            member = _member(tf, info)
+            if seekable and info.isreg() and info.offset_data + info.size > size:
+                member.problem, member.stream = "archive_truncated", None
+                member.message = (f"the archive ends {info.offset_data + info.size - size} bytes "
+                                  "before this member's data does")
+            previous = member
+            yield member
+    finally:
+        tf.close()
+        raw.close()
+
+
+def _damage(previous: Member | None, exc: BaseException) -> Member:
+    """The entry for damage met while looking for the next member."""
+    cut = isinstance(exc, EOFError) or "unexpected end" in str(exc) or "ended before" in str(exc)
+    if cut and previous is not None:
+        return Member(previous.name, previous.offset, previous.size, previous.mtime_ns,
+                      "archive_truncated", f"the archive ends inside this member: {exc}",
+                      damages_previous=True)
+    offset = previous.offset + 512 if previous else 0
+    return Member("", offset, 0, 0, "archive_corrupt",
+                  f"the archive cannot be read after byte {offset}: {exc}")
+
+
+def _member(tf: tarfile.TarFile, info: tarfile.TarInfo) -> Member:
+    member = Member(info.name, info.offset, info.size if info.isreg() else 0,
+                    int(info.mtime * 1_000_000_000))
+    parts = info.name.replace("\\", "/").split("/")
+    if info.name.startswith(("/", "\\")) or ".." in parts or info.name[1:2] == ":":
+        member.problem = "unsafe_member_path"
+        member.message = (f"member name {info.name!r} is absolute or leaves the archive's root: "
+                          "recorded, never used as a path")
+    elif info.isdir():
+        member.problem, member.message = "archive_directory", "a directory entry"
+    elif info.issym():
+        member.problem = "archive_symlink"
+        member.message = f"symbolic link to {info.linkname!r}: not followed"
+    elif info.islnk():
+        member.problem = "archive_hardlink"
+        member.message = f"hard link to {info.linkname!r}: its content is that member's"
+    elif not info.isreg():
+        member.problem, member.message = "archive_special", "a device, FIFO or other special entry"
+    else:
+        stream = tf.extractfile(info)
+        if isinstance(tf.fileobj, tarfile._Stream):  # type: ignore[attr-defined]
+            member.stream = RewindablePrefix(stream)  # type: ignore[arg-type]
+        else:
+            member.stream = stream  # type: ignore[assignment]
+    return member
+
+
+class RewindablePrefix(io.RawIOBase):
+    """A forward-only member stream that can seek back within its first ``keep`` bytes.
+
+    The reader's pydicom fallback starts again from byte 0; that works while the header lies in
+    the kept prefix. Seeking forward reads and discards (memory stays bounded).
+    """
+
+    def __init__(self, stream: BinaryIO, keep: int = 4 << 20) -> None:
+        self.stream, self.keep = stream, keep
+        self.prefix = bytearray()
+        self.pos = 0  # our position
+        self.stream_pos = 0  # the stream's position
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self.pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("seek from the end of a streamed member")
+        if offset < self.stream_pos and offset > len(self.prefix):
+            raise io.UnsupportedOperation(f"cannot seek back to byte {offset} of a streamed "
+                                          "member; extract it to migrate it")
+        self.pos = offset
+        return offset
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        """Up to ``n`` bytes (all that is left if n < 0), fewer only at the end."""
+        chunks, want = [], n if n >= 0 else 1 << 62
+        while want > 0:
+            buffer = bytearray(min(want, 1 << 20))
+            got = self.readinto(buffer)
+            if not got:
+                break
+            chunks.append(bytes(buffer[:got]))
+            want -= got
+        return b"".join(chunks)
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        view = memoryview(buffer)
+        if self.pos < self.stream_pos:  # within the kept prefix
+            n = min(len(view), self.stream_pos - self.pos)
+            view[:n] = self.prefix[self.pos:self.pos + n]
+            self.pos += n
+            return n
+        while self.stream_pos < self.pos:  # skip forward
+            skipped = self.stream.read(min(1 << 20, self.pos - self.stream_pos))
+            if not skipped:
+                return 0
+            self._keep(skipped)
+        data = self.stream.read(len(view))
+        self._keep(data)
+        view[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def _keep(self, data: bytes) -> None:
+        if len(self.prefix) < self.keep and len(self.prefix) == self.stream_pos:
+            self.prefix += data[:self.keep - len(self.prefix)]
+        self.stream_pos += len(data)
