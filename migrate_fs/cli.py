@@ -7,6 +7,7 @@ Exit codes: 0 when every source object is accounted for in the manifest; 1 on a 
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -31,6 +32,30 @@ def _common(p: argparse.ArgumentParser, *, run_required: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _sources(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="SRC",
+                   help="export folders, files or tar archives (plain, .gz, .bz2, .xz); "
+                        "read-only, archives are never extracted")
+    p.add_argument("--volumes", nargs="+", action="append", default=[], metavar="FILE",
+                   help="the volumes of one split dump, in order (or one quoted glob, sorted); "
+                        "repeat the option for several dumps")
+
+
+def _volume_sets(groups: list[list[str]]) -> list[list[str]]:
+    """Each --volumes group as a list of paths, a lone glob pattern expanded in sorted order."""
+    sets = []
+    for group in groups:
+        if len(group) == 1 and glob.has_magic(group[0]):
+            pattern, group = group[0], sorted(glob.glob(group[0]))
+            if not group:
+                raise RunError(f"--volumes pattern {pattern!r} matches no file")
+        missing = [v for v in group if not os.path.isfile(v)]
+        if missing:
+            raise RunError(f"volume {missing[0]} is not a file; check the path")
+        sets.append([os.path.abspath(v) for v in group])
+    return sets
+
+
 def _workers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: all cores)")
@@ -43,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"migrate-fs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inventory", help="read every object's header into the inventory manifest")
-    p.add_argument("sources", nargs="+", metavar="SRC", help="export folders or files (read-only)")
+    _sources(p)
     _common(p)
     _workers(p)
     p = sub.add_parser("plan", help="decide what happens to every object; print the report")
@@ -54,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
     p.add_argument("--fsync", action="store_true", help="fsync every output file (slower)")
     p = sub.add_parser("run", help="inventory, plan and write in one go")
-    p.add_argument("sources", nargs="+", metavar="SRC", help="export folders or files (read-only)")
+    _sources(p)
     _common(p, run_required=False)
     _workers(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
@@ -84,15 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _inventory(args: argparse.Namespace) -> None:
     start = time.perf_counter()
+    if not args.sources and not args.volumes:
+        raise RunError("name at least one source (SRC or --volumes)")
+    volume_sets = _volume_sets(args.volumes)
     count, read = run_inventory(args.sources, args.manifests, args.run, workers=args.workers,
-                                quiet=args.quiet)
+                                quiet=args.quiet, volume_sets=volume_sets)
     seconds = time.perf_counter() - start
     table = manifest.read_stage(args.manifests, args.run, "inventory", ["kind", "size"])
     if table.num_rows != count:
         raise RunError(f"inventory holds {table.num_rows} rows for {count} source objects")
     size = sum(table.column("size").to_pylist())
     manifest.write_run_info(args.manifests, args.run,
-                            sources=[os.path.abspath(s) for s in args.sources],
+                            sources=[os.path.abspath(s) for s in args.sources]
+                            + [v for vs in volume_sets for v in vs],
                             inventory={"objects": count, "bytes_read": read, "seconds": seconds,
                                        "export_bytes": size})
     print(f"inventory: {totals(table)} in {seconds:.1f} s; read {read / 1e6:.1f} MB "
