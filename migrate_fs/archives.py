@@ -1,4 +1,4 @@
-"""archives: tape dumps (tar, compressed or not, single or multi-volume) read as streams.
+"""archives: tape dumps (tar, compressed or not, single or multi-volume; zip) read as streams.
 
 Members are never extracted: each regular member is handed over as a read-only stream, read
 front to back once, in archive order. Names are locators only. Links, devices, FIFOs and
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -18,6 +20,7 @@ from typing import BinaryIO
 # Compression by magic bytes; "" is a plain tar ('ustar' at byte 257, or a valid v7 header).
 MAGIC = {b"\x1f\x8b": "gz", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
 TAR_MAGIC_OFFSET = 257
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def archive_kind(head: bytes, path: str | None = None) -> str | None:
@@ -28,6 +31,8 @@ def archive_kind(head: bytes, path: str | None = None) -> str | None:
     """
     if len(head) >= TAR_MAGIC_OFFSET + 5 and head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar":
         return ""
+    if head.startswith(ZIP_MAGIC):
+        return "zip" if path is None or zipfile.is_zipfile(path) else None
     for magic, kind in MAGIC.items():
         if head.startswith(magic):
             if path is None:
@@ -131,6 +136,9 @@ def iter_members(paths: list[str]) -> Iterator[Member]:
     is damaged, the last entry has problem ``archive_truncated`` (the data of the member before
     it ends early: ``damages_previous`` is set) or ``archive_corrupt`` (an unreadable header).
     """
+    if len(paths) == 1 and _is_zip(paths[0]):
+        yield from _zip_members(paths[0])
+        return
     tf, raw = open_archive(paths)
     size = VolumeSet(paths).size if len(paths) > 1 else os.path.getsize(paths[0])
     seekable = not isinstance(tf.fileobj, tarfile._Stream)  # type: ignore[attr-defined]
@@ -262,3 +270,36 @@ class RewindablePrefix(io.RawIOBase):
         if len(self.prefix) < self.keep and len(self.prefix) == self.stream_pos:
             self.prefix += data[:self.keep - len(self.prefix)]
         self.stream_pos += len(data)
+
+
+def _is_zip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == ZIP_MAGIC
+
+
+def _zip_members(path: str) -> Iterator[Member]:
+    """The entries of a zip export in the order they are stored (media order)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield Member("", 0, 0, 0, "archive_corrupt", f"the zip directory cannot be read: {exc}")
+        return
+    with zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+            member = Member(info.filename, info.header_offset, info.file_size, 0)
+            parts = info.filename.replace("\\", "/").split("/")
+            mode = info.external_attr >> 16
+            if info.filename.startswith(("/", "\\")) or ".." in parts or info.filename[1:2] == ":":
+                member.problem = "unsafe_member_path"
+                member.message = (f"member name {info.filename!r} is absolute or leaves the "
+                                  "archive's root: recorded, never used as a path")
+            elif info.is_dir():
+                member.problem, member.message = "archive_directory", "a directory entry"
+            elif stat.S_ISLNK(mode):
+                member.problem, member.message = "archive_symlink", "symbolic link: not followed"
+            else:
+                try:
+                    member.stream = zf.open(info)  # type: ignore[assignment]
+                except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
+                    member.problem, member.message = "archive_corrupt", f"cannot be read: {exc}"
+            yield member

@@ -75,7 +75,7 @@ def archive_row_kind(obj: SourceObject, row: dict[str, Any]) -> None:
         return
     if archive_kind(head, obj.locator) is not None:
         row["kind"] = "archive"
-        row["problems"] = [{"code": "archive", "message": "a tar archive: its members are "
+        row["problems"] = [{"code": "archive", "message": "an archive (tar or zip): its members are "
                                                          "inventoried as objects of their own"}]
 
 

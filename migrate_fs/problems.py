@@ -51,7 +51,7 @@ CATALOGUE: dict[str, Code] = {
              "SOPClassUID, SOPInstanceUID, StudyInstanceUID or SeriesInstanceUID is missing "
              "or empty."),
         Code("archive", "skip",
-             "A tar archive (plain, gz, bz2 or xz) found in the export: not migrated itself; "
+             "An archive (tar: plain, gz, bz2 or xz; or zip) found in the export: not migrated itself; "
              "each of its members has a row of its own."),
         Code("archive_directory", "skip", "A directory entry of an archive."),
         Code("archive_hardlink", "skip",

@@ -157,3 +157,17 @@ def test_hostile_members_are_recorded_never_followed(tmp_path: Path) -> None:
     files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
     assert all((tmp_path / "run" / "out") in p.parents or (tmp_path / "run" / "m") in p.parents
                for p in files)
+
+
+def test_zip_export_migrates_like_the_tree(tree: Path, tree_run: Migration, tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(tree.rglob("*")):
+            zf.write(path, "export/" + str(path.relative_to(tree)))
+        zf.writestr("../escape.dcm", DICOM[0].read_bytes())
+    run = Migration(archive, tmp_path / "run")
+    rows = {r["member"]: r for r in run.stage("result") if r["archive"]}
+    assert rows["../escape.dcm"]["reason"] == "unsafe_member_path"
+    assert outputs(run.out) == outputs(tree_run.out)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from migrate_fs import manifest
-from migrate_fs.problems import CATALOGUE, Problem
+from migrate_fs.problems import CATALOGUE, Problem, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +52,7 @@ def test_schema_doc_lists_every_column_and_problem_code() -> None:
     documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", doc, re.M))
     assert set(manifest.SCHEMAS["result"].names) <= documented
     assert set(CATALOGUE) <= documented
+    assert markdown_table() in doc  # the catalogue table, word for word
     assert f"version {manifest.SCHEMA_VERSION}" in doc
 
 
