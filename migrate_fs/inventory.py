@@ -17,7 +17,8 @@ from migrate_fs.archives import (
     archive_kind,
     iter_members,
 )
-from migrate_fs.reader import ATTRIBUTES, Header, read_header
+from migrate_fs.header import ATTRIBUTES, Header
+from migrate_fs.reader import read_header
 from migrate_fs.sources import SourceObject, object_id
 
 READ_BUFFER = 16 * 1024  # one read covers a typical header; pixel data is skipped by seeking

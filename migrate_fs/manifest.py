@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from migrate_fs.reader import ATTRIBUTES
+from migrate_fs.header import ATTRIBUTES
 
 SCHEMA_VERSION = "2"
 STAGES = ("inventory", "plan", "result")

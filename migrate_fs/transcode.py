@@ -97,7 +97,7 @@ class Transcoder:
         """Transcode elements from ``pos`` until ``end`` or an item delimiter; returns the offset
         after what was consumed."""
         implicit = self.implicit if implicit is None else implicit
-        write, head = self.write, self._head
+        head = self._head
         while pos < end:
             if pos + 8 > len(buf):
                 raise Malformed(f"element header past the end of the data at byte {pos}")

@@ -18,16 +18,17 @@ import os
 import struct
 import uuid
 import zlib
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs import __version__
 from migrate_fs.archives import STREAM_ERRORS, iter_members
+from migrate_fs.elements import UNDEFINED as UNDEFINED_LENGTH
+from migrate_fs.elements import VR_LENGTH_32
 from migrate_fs.paths import resolve_inside
-from migrate_fs.reader import UNDEFINED_LENGTH, VR_LENGTH_32
 from migrate_fs.transcode import Transcoder, element_header, swap
 
 CHUNK = 1 << 20

@@ -1,0 +1,211 @@
+"""header: what the reader learns about an object, and the decisions both parsers share.
+
+:class:`Header` is the reader's result (the kind of object, its encoding, the manifest
+attributes, where the pixel data is, the problems found). The functions here are the rules both
+parsers apply to what they parsed: detecting a raw dataset's encoding, comparing it with the
+declared transfer syntax, classifying the object and checking its identifying attributes.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from migrate_fs.elements import VALID_VRS
+from migrate_fs.problems import Problem
+
+PREAMBLE_LENGTH = 128
+
+
+MAGIC = b"DICM"
+
+
+MediaStorageDirectoryStorage = "1.2.840.10008.1.3.10"
+
+
+MAX_FIRST_GROUP = 0x0010
+
+
+ATTRIBUTES: dict[str, str] = {
+    "sop_class_uid": "SOPClassUID",
+    "sop_instance_uid": "SOPInstanceUID",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "patient_birth_date": "PatientBirthDate",
+    "patient_sex": "PatientSex",
+    "study_date": "StudyDate",
+    "study_time": "StudyTime",
+    "accession_number": "AccessionNumber",
+    "study_description": "StudyDescription",
+    "modality": "Modality",
+    "series_number": "SeriesNumber",
+    "instance_number": "InstanceNumber",
+    "specific_character_set": "SpecificCharacterSet",
+}
+
+
+IDENTIFYING = ("sop_class_uid", "sop_instance_uid", "study_instance_uid", "series_instance_uid")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a dataset's elements are encoded."""
+
+    is_implicit_vr: bool
+    is_little_endian: bool
+
+    @property
+    def transfer_syntax(self) -> str:
+        if self.is_implicit_vr:
+            return ImplicitVRLittleEndian
+        return ExplicitVRLittleEndian if self.is_little_endian else ExplicitVRBigEndian
+
+
+@dataclass
+class Header:
+    """What the reader found in one object. Offsets are from the object's first byte."""
+
+    kind: str = "not_dicom"  # part10 | raw | dicomdir | not_dicom | empty
+    has_preamble: bool = False
+    has_file_meta: bool = False
+    transfer_syntax: str | None = None
+    dataset_offset: int | None = None
+    is_implicit_vr: bool | None = None
+    is_little_endian: bool | None = None
+    pixel_data_offset: int | None = None
+    pixel_data_length: int | None = None
+    pixel_data_encapsulated: bool | None = None
+    attributes: dict[str, str | None] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    media_storage_sop_class_uid: str | None = None
+    dataset: Dataset | None = None
+
+    def problem(self, code: str, message: str) -> None:
+        self.problems.append(Problem(code, message))
+
+    def problems_blocking(self) -> bool:
+        """True when a problem already stops this object from being migrated."""
+        return any(p.severity != "warning" for p in self.problems)
+
+
+def sniff_encoding(first: bytes, *, strict: bool = True) -> Encoding | None:
+    """Detect VR and byte order from the first 8 bytes of a dataset, or None if not DICOM-like.
+
+    ``strict`` (for raw datasets, where nothing else says this is DICOM) also requires the first
+    tag to be a plausible first element: an even group no higher than (0010,xxxx).
+    Without ``strict`` (a file meta says it is DICOM) only the VR bytes and byte order are read.
+    """
+    if len(first) < 8:
+        return None
+    explicit = first[4:6] in VALID_VRS
+    group_le = first[0] | first[1] << 8
+    group_be = first[0] << 8 | first[1]
+    if not strict:
+        big = explicit and group_le >= 0x0400 and group_be < 0x0400
+        return Encoding(is_implicit_vr=not explicit, is_little_endian=not big)
+    if group_le <= MAX_FIRST_GROUP and group_le % 2 == 0:
+        if group_le == 0 and first[2:8] == bytes(6):
+            return None  # a run of zero bytes
+        return Encoding(is_implicit_vr=not explicit, is_little_endian=True)
+    if explicit and group_be <= MAX_FIRST_GROUP and group_be % 2 == 0:
+        return Encoding(is_implicit_vr=False, is_little_endian=False)
+    return None
+
+
+def settle_encoding(header: Header, declared: Encoding | None, actual: Encoding | None,
+                     at_end: bool) -> bool:
+    """Compare the declared and the detected encoding; False (problem recorded) if unusable."""
+    if actual is None:
+        if at_end:
+            header.problem("truncated", "the file ends after the file meta: no dataset")
+        else:
+            header.problem("unreadable_header", "the dataset does not start with a DICOM element")
+        return False
+    if declared is None:
+        header.transfer_syntax = actual.transfer_syntax
+        where = "raw dataset" if not header.has_file_meta else "file meta has no TransferSyntaxUID"
+        header.problem("missing_file_meta",
+                       f"{where}; detected {UID(actual.transfer_syntax).name}")
+    elif declared != actual:
+        header.problem("transfer_syntax_mismatch",
+                       f"{UID(header.transfer_syntax).name} declares "
+                       f"{UID(declared.transfer_syntax).name}, the dataset is "
+                       f"{UID(actual.transfer_syntax).name}")
+        if not UID(header.transfer_syntax).is_compressed:
+            header.transfer_syntax = actual.transfer_syntax
+    header.is_implicit_vr, header.is_little_endian = actual.is_implicit_vr, actual.is_little_endian
+    return True
+
+
+def declared_encoding(ts: UID, header: Header) -> Encoding | None:
+    """The encoding a transfer syntax declares, or None (problem recorded) if unsupported."""
+    if ts == DeflatedExplicitVRLittleEndian:
+        return Encoding(False, True)
+    if not ts.is_transfer_syntax:
+        header.problem("unsupported_transfer_syntax",
+                       f"TransferSyntaxUID {ts!r} is not a known transfer syntax")
+        return None
+    return Encoding(ts.is_implicit_VR, ts.is_little_endian)
+
+
+def classify(header: Header, has_directory_records: bool) -> None:
+    """Decide the kind of a parsed object and check its identifying UIDs."""
+    attrs = header.attributes
+    if not any(attrs[c] for c in IDENTIFYING) and not header.has_file_meta:
+        header.kind = "not_dicom"
+        header.problems.clear()
+        header.problem("not_dicom", "parsed as a raw dataset but holds no SOP, study or series UID")
+        return
+    if has_directory_records or header.media_storage_sop_class_uid == MediaStorageDirectoryStorage:
+        header.kind = "dicomdir"
+        header.problem("dicomdir", "a DICOMDIR media directory")
+        return
+    header.kind = "part10" if header.has_file_meta else "raw"
+    missing = [ATTRIBUTES[c] for c in IDENTIFYING if not attrs[c]]
+    if missing and not header.problems_blocking():
+        header.problem("missing_uid", "missing or empty: " + ", ".join(missing))
+
+
+@functools.lru_cache(maxsize=1024)
+def is_image_storage(sop_class_uid: str | None) -> bool:
+    """True for SOP classes whose instances must carry pixel data (any '... Image Storage')."""
+    return bool(sop_class_uid) and "Image Storage" in UID(sop_class_uid).name
+
+
+def check_pixel_data_present(header: Header, present: bool, has_rows_columns: bool) -> None:
+    """An image without Pixel Data: usually a file cut at an element boundary."""
+    if present or header.kind not in ("part10", "raw") or header.problems_blocking():
+        return
+    if has_rows_columns or is_image_storage(header.attributes["sop_class_uid"]):
+        header.problem("missing_pixel_data", "the object is an image (by SOP class or Rows and "
+                                             "Columns) but has no Pixel Data")
+
+
+def text_value(ds: Dataset, keyword: str, header: Header) -> str | None:
+    """An attribute as text, or None when absent or empty; undecodable text is flagged."""
+    try:
+        elem = ds[keyword]
+    except KeyError:
+        return None
+    value = elem.value
+    if value is None or value == "":
+        return None
+    if isinstance(value, MultiValue | list):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    if "\ufffd" in text:
+        header.problem("undecodable_text", f"{keyword} is not valid in the declared character set")
+    return text.rstrip("\x00 ") or None
