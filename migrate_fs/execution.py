@@ -265,19 +265,24 @@ def _iter_rows(table: pa.Table, chunk: int = 4096) -> Iterator[dict[str, Any]]:
 
 
 def run_plan(manifests: Path, run: str) -> pa.Table:
-    """Compute the plan from the inventory and write it; returns the plan table."""
-    from migrate_fs.plan import make_plan
+    """Decide for the whole run and write the plan, one part per inventory part.
 
-    plan = make_plan(manifest.read_stage(manifests, run, "inventory"))
+    Only the columns the decisions need are held for the whole run; each part is then read in
+    full, joined with its decisions and written. Returns the action, reason and size columns.
+    """
+    from migrate_fs.plan import DECISION_INPUT, attach, decide
+
+    narrow = manifest.read_stage(manifests, run, "inventory", DECISION_INPUT)
+    decided = decide(narrow)
+    source = manifest.stage_dir(manifests, run, "inventory")
     folder = manifest.stage_dir(manifests, run, "plan")
     old = manifest.part_names(folder)
-    names = []
-    for index, start in enumerate(range(0, max(plan.num_rows, 1), PLAN_PART_ROWS)):
-        name = f"part-{index:06d}"
-        manifest.write_part(folder, name, plan.slice(start, PLAN_PART_ROWS), "plan")
-        names.append(name)
+    names = sorted(manifest.part_names(source))  # the order read_stage read them in
+    offset = 0
+    for name in names:
+        part = manifest.read_part(source, name, "inventory")
+        manifest.write_part(folder, name, attach(part, decided.slice(offset, part.num_rows)),
+                            "plan")
+        offset += part.num_rows
     manifest.remove_parts(folder, old - set(names))
-    return plan
-
-
-PLAN_PART_ROWS = 1_000_000
+    return decided.select(["action", "reason"]).append_column("size", narrow.column("size"))

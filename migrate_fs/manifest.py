@@ -122,16 +122,27 @@ def read_stage(manifests: str | Path, run: str, stage: str,
     """One stage of a run as a single table, read with the current schema.
 
     Columns that older parts lack are filled with nulls (reading with the first part's schema
-    would silently drop columns added later).
+    would silently drop columns added later). Parts are read one by one with ParquetFile: the
+    dataset API would import pandas into every process that reads a manifest.
     """
     folder = stage_dir(manifests, run, stage)
-    if not part_names(folder):
+    names = sorted(part_names(folder))
+    if not names:
         raise RunNotFound(f"no {stage} manifest for run {run!r} in {folder}; "
                           f"run the {stage if stage != 'result' else 'write'} step first")
-    import pyarrow.dataset as pads  # here, not at the top: it imports pandas (0.2 s per worker)
+    return pa.concat_tables(read_part(folder, name, stage, columns) for name in names)
 
-    dataset = pads.dataset(folder, schema=SCHEMAS[stage], format="parquet")
-    return dataset.to_table(columns=columns)
+
+def read_part(folder: Path, name: str, stage: str, columns: list[str] | None = None) -> pa.Table:
+    """One part file, with the current schema (see :func:`read_stage`)."""
+    schema = SCHEMAS[stage]
+    fields = [schema.field(c) for c in (columns or schema.names)]
+    part = pq.ParquetFile(folder / f"{name}.parquet")
+    present = [f.name for f in fields if f.name in part.schema_arrow.names]
+    table = part.read(columns=present)
+    return pa.table([table.column(f.name).cast(f.type) if f.name in present
+                     else pa.nulls(table.num_rows, f.type) for f in fields],
+                    schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def write_run_info(manifests: str | Path, run: str, **info: Any) -> None:

@@ -27,8 +27,8 @@ from migrate_fs.problems import CATALOGUE
 
 NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
                    DeflatedExplicitVRLittleEndian]
-ACTION_BY_SEVERITY = {"error": "quarantine", "skip": "skip"}
 BLOCKING = pa.array(sorted(c for c, code in CATALOGUE.items() if code.severity != "warning"))
+SKIPPING = pa.array(sorted(c for c, code in CATALOGUE.items() if code.severity == "skip"))
 
 
 def output_transfer_syntax(source_syntax: str) -> str:
@@ -36,43 +36,78 @@ def output_transfer_syntax(source_syntax: str) -> str:
     return ExplicitVRLittleEndian if source_syntax in NATIVE_SYNTAXES else source_syntax
 
 
+# The inventory columns the decisions need: the plan reads only these for the whole run.
+DECISION_INPUT = ["object_id", "locator", "size", "problems", "patient_id",
+                  "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                  "transfer_syntax"]
+DECISIONS = ["problems", "action", "reason", "output_path", "output_transfer_syntax",
+             "duplicate_of", "changes"]
+
+
 def make_plan(inventory: pa.Table) -> pa.Table:
     """The plan table: the inventory's columns plus action, reason, output path and more."""
-    table = inventory.sort_by([("locator", "ascending")]).combine_chunks()
+    return attach(inventory, decide(inventory.select(DECISION_INPUT)))
+
+
+def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
+    """Inventory rows with their decisions (``decided`` is row for row the same objects)."""
+    table = inventory.set_column(inventory.schema.get_field_index("problems"), "problems",
+                                 decided.column("problems"))
+    for name in DECISIONS[1:]:
+        table = table.append_column(name, decided.column(name))
+    return table
+
+
+def decide(table: pa.Table) -> pa.Table:
+    """The decision columns (see DECISIONS) for each row of ``table``, in the same row order.
+
+    "First" (of duplicates) means first in locator order, whatever order the rows come in.
+    """
     n = table.num_rows
-    problems = table.column("problems").chunk(0) if n else pa.array([], pa.list_(PROBLEM))
+    problems = table.column("problems").combine_chunks() if n else pa.array([], pa.list_(PROBLEM))
+    order = pc.sort_indices(table.column("locator")).to_numpy()
     reason = _first_blocking_code(problems, n)
-    candidate = np.array([r is None for r in reason], dtype=bool)
+    candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
     path = _output_paths(table, candidate)
-    duplicate_of = np.full(n, None, dtype=object)
+    object_id = table.column("object_id").combine_chunks()
+    duplicate_of = np.full(n, -1, dtype=np.int64)
     added: dict[int, tuple[str, str]] = {}
-    object_id = np.array(table.column("object_id").to_pylist(), dtype=object)
-    for code, key in (("duplicate_sop_instance_uid", table.column("sop_instance_uid")),
-                      ("output_path_collision", pc.utf8_lower(pa.array(path, pa.string())))):
-        for row, kept in _later_copies(key, candidate):
-            reason[row], duplicate_of[row] = code, object_id[kept]
-            candidate[row] = False
-            what = "same SOPInstanceUID as" if code.startswith("duplicate") else \
-                "output path differs only in letter case from that of"
-            added[row] = (code, f"{what} object {object_id[kept]}")
-    path[~candidate] = None
-    action = np.array(["migrate" if r is None else ACTION_BY_SEVERITY[CATALOGUE[r].severity]
-                       for r in reason], dtype=object)
-    ts = table.column("transfer_syntax")
+    for code, what, key in (
+            ("duplicate_sop_instance_uid", "same SOPInstanceUID as",
+             table.column("sop_instance_uid")),
+            ("output_path_collision", "output path differs only in letter case from that of",
+             pc.utf8_lower(path))):
+        later, kept = _later_copies(key, order[candidate[order]])
+        reason[later] = code
+        candidate[later] = False
+        duplicate_of[later] = kept
+        for row, kept_id in zip(later.tolist(), object_id.take(pa.array(kept)).to_pylist()):
+            added[row] = (code, f"{what} object {kept_id}")
+    reasons = pa.array(reason, pa.string())
+    keep = pa.array(candidate)
+    ts = table.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string())
     out_ts = pc.if_else(pc.is_in(ts, pa.array(NATIVE_SYNTAXES)), ExplicitVRLittleEndian, ts)
-    out_ts = pc.if_else(pa.array(candidate), out_ts, pa.scalar(None, pa.string()))
-    table = table.set_column(table.schema.get_field_index("problems"), "problems",
-                             _append_problems(problems, added))
-    for name, values in (("action", action), ("reason", reason), ("output_path", path),
-                         ("output_transfer_syntax", out_ts), ("duplicate_of", duplicate_of)):
-        table = table.append_column(name, pa.array(values, pa.string()))
-    return table.append_column("changes", pa.array([[]] * n, pa.list_(CHANGE)))
+    return pa.table({
+        "problems": _append_problems(problems, added),
+        "action": pc.if_else(pc.is_null(reasons), "migrate",
+                             pc.if_else(pc.is_in(reasons, SKIPPING), "skip", "quarantine")),
+        "reason": reasons,
+        "output_path": pc.if_else(keep, path, pa.scalar(None, pa.string())),
+        "output_transfer_syntax": pc.if_else(keep, out_ts, pa.scalar(None, pa.string())),
+        "duplicate_of": _take_or_null(object_id, duplicate_of),
+        "changes": pa.array([[]] * n, pa.list_(CHANGE)),
+    })
+
+
+def _take_or_null(values: pa.Array, indices: np.ndarray) -> pa.Array:
+    """``values[indices]``, null where an index is negative."""
+    return values.take(pa.array(np.maximum(indices, 0), mask=indices < 0))
 
 
 def _first_blocking_code(problems: pa.ListArray, n: int) -> np.ndarray:
     """Per row, the first problem code that stops migration (None where there is none)."""
     reason = np.full(n, None, dtype=object)
-    if n == 0 or len(problems.values) == 0:
+    if n == 0 or len(problems.flatten()) == 0:
         return reason
     codes = problems.flatten().field("code")
     parents = pc.list_parent_indices(problems).to_numpy()
@@ -82,41 +117,45 @@ def _first_blocking_code(problems: pa.ListArray, n: int) -> np.ndarray:
     return reason
 
 
-def _sanitized(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
-    """The column's values (at ``rows``) as path components, sanitized once per distinct value."""
-    encoded = pc.dictionary_encode(column.take(pa.array(rows)),
-                                   null_encoding="encode").combine_chunks()
+def _sanitized(values: pa.Array) -> pa.Array:
+    """Values as path components, sanitized once per distinct value."""
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
     names = pa.array([sanitize_component(v) for v in encoded.dictionary.to_pylist()], pa.string())
     return names.take(encoded.indices)
 
 
-def _output_paths(table: pa.Table, candidate: np.ndarray) -> np.ndarray:
-    """``P/ST/SE/SOP.dcm`` for the candidate rows (None elsewhere)."""
-    path = np.full(table.num_rows, None, dtype=object)
+def _output_paths(table: pa.Table, candidate: np.ndarray, chunk: int = 500_000) -> pa.Array:
+    """``P/ST/SE/SOP.dcm`` for the candidate rows (null elsewhere)."""
+    n = table.num_rows
     rows = np.flatnonzero(candidate)
     if len(rows) == 0:
-        return path
-    parts = [_sanitized(table.column(c), rows) for c in
+        return pa.nulls(n, pa.string())
+    take = pa.array(rows)
+    parts = [_sanitized(table.column(c).take(take).combine_chunks()) for c in
              ("patient_id", "study_instance_uid", "series_instance_uid")]
-    sop = [sanitize_component(v) + ".dcm" for v in
-           table.column("sop_instance_uid").take(pa.array(rows)).to_pylist()]
-    joined = pc.binary_join_element_wise(*parts, pa.array(sop, pa.string()), "/")
-    path[rows] = np.array(joined.to_pylist(), dtype=object)
-    return path
+    sop_uids = table.column("sop_instance_uid").take(take).combine_chunks()
+    sop = pa.concat_arrays([  # every SOP UID is distinct: sanitized in chunks, bounded memory
+        pa.array([sanitize_component(v) + ".dcm" for v in
+                  sop_uids.slice(i, chunk).to_pylist()], pa.string())
+        for i in range(0, len(sop_uids), chunk)])
+    joined = pc.binary_join_element_wise(*parts, sop, "/")
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    return _take_or_null(joined, position)
 
 
-def _later_copies(key: pa.ChunkedArray | pa.Array, candidate: np.ndarray
-                  ) -> list[tuple[int, int]]:
-    """(row, kept row) for every candidate row whose key an earlier candidate row has."""
-    rows = np.flatnonzero(candidate)
+def _later_copies(key: pa.ChunkedArray | pa.Array, rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, kept rows): each of ``rows`` (in priority order) whose key an earlier one has."""
     if len(rows) < 2:
-        return []
-    codes = pc.dictionary_encode(key.take(pa.array(rows))).combine_chunks() \
-        if isinstance(key, pa.ChunkedArray) else pc.dictionary_encode(key.take(pa.array(rows)))
-    indices = codes.indices.to_numpy(zero_copy_only=False)
+        return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
+    values = key.take(pa.array(rows))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    indices = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
     _, first, inverse = np.unique(indices, return_index=True, return_inverse=True)
     later = np.flatnonzero(first[inverse] != np.arange(len(rows)))
-    return [(int(rows[i]), int(rows[first[inverse[i]]])) for i in later]
+    return rows[later], rows[first[inverse[later]]]
 
 
 def _append_problems(problems: pa.ListArray, added: dict[int, tuple[str, str]]) -> pa.Array:
