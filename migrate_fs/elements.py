@@ -26,6 +26,8 @@ FIRST_READ = 16 * 1024
 LATER_READ = 64 * 1024
 _LE = struct.Struct("<HHI")
 _BE = struct.Struct(">HHI")
+_U32LE = struct.Struct("<I")
+_U32BE = struct.Struct(">I")
 
 
 class Truncated(Exception):
@@ -106,8 +108,25 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,
     ``walk`` keeps what was found before an exception: the UIDs of a truncated object.
     """
     size = win.size
+    unpack = (_LE if little else _BE).unpack_from
+    length32 = (_U32LE if little else _U32BE).unpack_from
     while pos < size:
-        tag, vr, length, value = element_header(win, pos, implicit, little)
+        data, i = win.data, pos - win.base
+        if 0 <= i and i + 12 <= len(data):  # the common case, inlined: no call per element
+            group, number, length = unpack(data, i)
+            if implicit or group == 0xFFFE:
+                vr, value = None, pos + 8
+            else:
+                vr = data[i + 4:i + 6]
+                if vr in VR_LENGTH_32:
+                    length, value = length32(data, i + 8)[0], pos + 12
+                elif vr in VALID_VRS:
+                    length, value = (length >> 16 if little else length & 0xFFFF), pos + 8
+                else:
+                    raise Unsupported(f"unknown VR {vr!r} at byte {pos}")
+            tag = group << 16 | number
+        else:
+            tag, vr, length, value = element_header(win, pos, implicit, little)
         if tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
             walk.pixel_data_offset = pos
             walk.pixel_data_encapsulated = length == UNDEFINED

@@ -14,6 +14,8 @@ which gives the same result more slowly (a test holds the two to that).
 
 from __future__ import annotations
 
+import io
+import zlib
 from typing import BinaryIO
 
 from pydicom.charset import convert_encodings
@@ -104,23 +106,38 @@ def _read_lean(win: Window, header: Header) -> None:
     header.kind = "part10" if header.has_file_meta else "raw"
     header.dataset_offset = offset
     if header.transfer_syntax == DeflatedExplicitVRLittleEndian:
-        raise Unsupported("deflated datasets are inflated by the pydicom path")
+        try:
+            inflated = zlib.decompress(win.bytes(offset, size - offset), -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            header.problem("truncated" if "incomplete" in str(exc) else "unreadable_header",
+                           f"deflated dataset: {exc}")
+            return
+        header.is_implicit_vr, header.is_little_endian = False, True
+        _walk(Window(io.BytesIO(inflated), len(inflated)), 0, Encoding(False, True), header,
+              locate_pixel_data=False)
+        return
     at_end = offset + 8 > size
     actual = None if at_end else sniff_encoding(win.bytes(offset, 8),
                                                 strict=not header.has_file_meta)
     if not settle_encoding(header, declared, actual, offset == size):
         return
     assert actual is not None
+    _walk(win, offset, actual, header, locate_pixel_data=True)
+
+
+def _walk(win: Window, offset: int, enc: Encoding, header: Header, *,
+          locate_pixel_data: bool) -> None:
+    """Walk the dataset at ``offset``, then decode, classify and check what it holds."""
     walk = Walk()
     try:
-        walk_dataset(win, offset, actual.is_implicit_vr, actual.is_little_endian, WANTED, walk)
+        walk_dataset(win, offset, enc.is_implicit_vr, enc.is_little_endian, WANTED, walk)
     except Truncated as exc:
         header.problem("truncated", str(exc))
     except Malformed as exc:
         header.problem("unreadable_header", str(exc))
-    _lean_attributes(walk, header, actual)
+    _lean_attributes(walk, header, enc)
     classify(header, _DIRECTORY_RECORDS in walk.values)
-    if header.kind in ("part10", "raw"):
+    if header.kind in ("part10", "raw") and locate_pixel_data:
         header.pixel_data_offset = walk.pixel_data_offset
         header.pixel_data_length = walk.pixel_data_length
         header.pixel_data_encapsulated = walk.pixel_data_encapsulated
@@ -157,12 +174,16 @@ def _lean_attributes(walk: Walk, header: Header, enc: Encoding) -> None:
         if not raw:
             header.attributes[column] = None
             continue
-        if raw.isascii() and b"\x1b" not in raw:
-            text = raw.decode("ascii")
+        codec = "ascii" if raw.isascii() and b"\x1b" not in raw else \
+            _SINGLE_BYTE_OR_UTF8.get(raw_charset.strip() if raw_charset else b"")
+        text = _decode(raw, codec) if codec else None
+        if text is not None:
             text = text.strip() if keyword in _NUMBER_STRINGS else text.rstrip("\x00 ")
             if "\\" in text:
                 text = "\\".join(v.strip() if keyword in _NUMBER_STRINGS else v.rstrip("\x00 ")
                                   for v in text.split("\\"))
+            if keyword in _PERSON_NAMES:  # pydicom drops empty trailing component groups
+                text = "\\".join(v.rstrip("=") for v in text.split("\\"))
         else:
             if charsets is None:
                 charsets = convert_encodings(_charset_values(raw_charset))
@@ -176,6 +197,16 @@ def _lean_attributes(walk: Walk, header: Header, enc: Encoding) -> None:
 
 
 _NUMBER_STRINGS = {"SeriesNumber", "InstanceNumber"}
+_PERSON_NAMES = {"PatientName"}
+# Declared character sets whose values decode as a whole, exactly as pydicom decodes them.
+_SINGLE_BYTE_OR_UTF8 = {b"ISO_IR 100": "latin_1", b"ISO_IR 192": "utf_8"}
+
+
+def _decode(raw: bytes, codec: str) -> str | None:
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        return None  # pydicom decides: replacement characters and an undecodable_text problem
 
 
 def _charset_values(raw: bytes | None) -> list[str] | str:
