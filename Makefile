@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test bench clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) sample_export out manifests/demo .pytest_cache

@@ -29,6 +29,27 @@ Content, with the default arguments (6 patients x 2 studies x 2 series x 4 image
   zero-byte file, a CT file cut inside its pixel data and a DICOM file cut inside
   its header; the last three are named like the DICOM files beside them.
 
+Options for benchmark exports (each left out, the content above is unchanged):
+
+* ``--matrix N``: CT and MR images of NxN pixels instead of 512x512 and 256x256.
+* ``--compressed-share F``: a fraction F of the CT and MR images is compressed,
+  alternately RLE Lossless and JPEG 2000 Lossless (no cap of two each). pydicom
+  cannot encode JPEG Lossless (Process 14), so that syntax is never produced.
+* ``--raw-share F``: a fraction F of all images (CT, MR, CR) is written as raw
+  datasets without preamble or file meta, alternately implicit and explicit VR
+  little endian. A compressed image is never raw; a raw slot that meets one moves to
+  the next image.
+  Either share replaces the compressed or raw slots of ``ENCODING_CYCLE``, which then
+  become explicit VR little endian; the rest of the cycle (implicit VR, big endian)
+  stays. Images are picked evenly: image k is picked when ``floor(k * F)`` grows.
+* ``--header-only-share F``: a fraction F of the DICOM objects are header-only SR,
+  Grayscale Presentation State and Key Object Selection objects, spread evenly over the
+  regular CT/MR studies (in place of the three objects of the first study).
+* ``--multiframe-gb X``: one extra Enhanced CT object of about X GB (10^9 bytes) in a
+  study of its own for the first patient: 512x512 frames of 16 bits, explicit VR little
+  endian, with per-frame functional groups. Its pixel data is streamed to the file in
+  chunks after a header written by pydicom, so memory use does not grow with X.
+
 Output is byte-for-byte identical for the same arguments: UIDs are 2.25 UIDs of
 name-based UUIDs of the seed and the object's indices, dates and times are fixed,
 preambles are zeros and pixel data comes from a numpy RNG seeded by the SOP
@@ -40,11 +61,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import math
+import struct
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import Enum
 from pathlib import Path
@@ -58,6 +81,7 @@ from pydicom.uid import (
     ComputedRadiographyImageStorage,
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
+    EnhancedCTImageStorage,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     GrayscaleSoftcopyPresentationStateStorage,
@@ -87,6 +111,12 @@ COMPRESSED_QUOTA = 2  # "a couple" of RLE and of JPEG 2000 images
 TRUNCATED_HEADER_BYTES = 300
 OLE_SIGNATURE = bytes.fromhex("D0CF11E0A1B11AE1")
 THUMBS_DB_BYTES = 4096
+RESIZABLE = ("CT", "MR")  # modalities whose image size --matrix overrides
+GB = 10**9
+MULTIFRAME_SIZE = 512  # rows and columns of the multi-frame object's frames
+MULTIFRAME_CHUNK_FRAMES = 32  # frames per write: 16 MiB, whatever the object's size
+MAX_ELEMENT_LENGTH = 0xFFFFFFFE  # largest even defined length of one element
+PIXEL_DATA_EMPTY_OW = b"\xe0\x7f\x10\x00OW\x00\x00\x00\x00\x00\x00"  # (7FE0,0010) OW, length 0
 
 PATIENT_NAMES = (
     "Müller^Jürgen",
@@ -149,6 +179,12 @@ class ImageKind:
     Rows: int
     Columns: int
     PixelSpacing: float
+
+    def resized(self, matrix: int | None) -> ImageKind:
+        """This kind with ``matrix`` x ``matrix`` pixels (None: unchanged)."""
+        if matrix is None:
+            return self
+        return replace(self, Rows=matrix, Columns=matrix)
 
 
 CT = ImageKind("CT", CTImageStorage, 512, 512, 0.7)
@@ -234,6 +270,13 @@ class Series:
     Modality: str
     size: int
     references: Series | None = None  # image series a PR/KO/SR object points at
+    matrix: int | None = None  # CT/MR image size override (--matrix)
+
+    @property
+    def kind(self) -> ImageKind:
+        """Geometry and SOP Class of this series' images."""
+        kind = IMAGE_KINDS[self.Modality]
+        return kind.resized(self.matrix) if self.Modality in RESIZABLE else kind
 
     @property
     def folder(self) -> Path:
@@ -284,9 +327,12 @@ def make_patient(seed: int, index: int) -> Patient:
 
 
 def plan_export(*, patients: int, studies_per_patient: int, series_per_study: int,
-                images_per_series: int, cr: int, seed: int, hostile: bool) -> list[Study]:
+                images_per_series: int, cr: int, seed: int, hostile: bool,
+                matrix: int | None = None,
+                header_only_share: float | None = None) -> list[Study]:
     """All studies of the export, in the order they are written."""
     studies: list[Study] = []
+    regular: list[Study] = []  # the CT/MR studies of the regular patients
 
     def new_study(patient: Patient) -> Study:
         studies.append(Study(patient, serial=len(studies), seed=seed))
@@ -296,10 +342,11 @@ def plan_export(*, patients: int, studies_per_patient: int, series_per_study: in
         patient = make_patient(seed, p)
         for s in range(studies_per_patient):
             study = new_study(patient)
+            regular.append(study)
             modality = "CT" if (p + s) % 2 == 0 else "MR"
-            study.series = [Series(study, n + 1, modality, images_per_series)
+            study.series = [Series(study, n + 1, modality, images_per_series, matrix=matrix)
                             for n in range(series_per_study)]
-            if p == 0 and s == 0:
+            if header_only_share is None and p == 0 and s == 0:
                 add_non_image_series(study)
         cr_images = len(range(p, cr, patients))
         if cr_images:
@@ -309,27 +356,61 @@ def plan_export(*, patients: int, studies_per_patient: int, series_per_study: in
         for i, (patient_id, name) in enumerate(HOSTILE_PATIENTS):
             patient = Patient(patient_id, name, f"{1950 + i * 10}0101", PATIENT_SEXES[i % 3])
             study = new_study(patient)
-            study.series = [Series(study, 1, "MR", images_per_series)]
+            study.series = [Series(study, 1, "MR", images_per_series, matrix=matrix)]
+    if header_only_share is not None:
+        images = sum(series.size for series in iter_series(studies))
+        spread_header_only(regular, header_only_objects(images, header_only_share))
     return studies
 
 
-def add_non_image_series(study: Study) -> None:
-    """Append the SR, presentation state and key object series, each of one object."""
+def header_only_objects(images: int, share: float) -> int:
+    """How many header-only objects make them ``share`` of all objects, with ``images``."""
+    return round(images * share / (1 - share))
+
+
+def even_split(total: int, parts: int, index: int) -> int:
+    """Size of part ``index`` when ``total`` items are split as evenly as possible."""
+    return (index + 1) * total // parts - index * total // parts
+
+
+def spread_header_only(studies: Sequence[Study], total: int) -> None:
+    """Spread ``total`` SR/PR/KO objects evenly over ``studies``, in that order."""
+    for index, study in enumerate(studies):
+        count = even_split(total, len(studies), index)
+        sizes = tuple(len(range(k, count, len(NON_IMAGE_SOP_CLASS))) for k in range(3))
+        add_non_image_series(study, sizes)
+
+
+def add_non_image_series(study: Study, sizes: Sequence[int] = (1, 1, 1)) -> None:
+    """Append the SR, presentation state and key object series of ``sizes`` objects."""
     images = study.series[0]
-    for modality in ("SR", "PR", "KO"):
-        number = 100 + len(study.series)
-        study.series.append(Series(study, number, modality, 1, references=images))
+    for modality, size in zip(("SR", "PR", "KO"), sizes, strict=True):
+        if size:
+            number = 100 + len(study.series)
+            study.series.append(Series(study, number, modality, size, references=images))
+
+
+def multiframe_series(studies: Sequence[Study], seed: int) -> Series:
+    """The one-object series of the multi-frame image: a new study of the first patient."""
+    patient = studies[0].patient
+    study = Study(patient, serial=len(studies), seed=seed)
+    study.series = [Series(study, 1, "CT", 1, matrix=MULTIFRAME_SIZE)]
+    return study.series[0]
 
 
 # --------------------------------------------------------------------------- datasets
 
 
-def synthetic_pixels(modality: str, instance_number: int, sop_instance_uid: str) -> np.ndarray:
-    """The uint16 pixel array of an image, from values stored in the image itself."""
+def synthetic_pixels(modality: str, instance_number: int, sop_instance_uid: str,
+                     shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The uint16 pixel array of an image, from values stored in the image itself.
+
+    ``shape`` is (Rows, Columns); by default the modality's standard size.
+    """
     kind = IMAGE_KINDS[modality]
     digest = hashlib.sha256(sop_instance_uid.encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    rows, cols = kind.Rows, kind.Columns
+    rows, cols = shape or (kind.Rows, kind.Columns)
     y, x = np.ogrid[:rows, :cols]
     radius = 0.30 + 0.03 * (instance_number % 4)
     dy, dx = (y - rows / 2) / (rows * radius), (x - cols / 2) / (cols * radius * 0.8)
@@ -375,9 +456,10 @@ def base_dataset(series: Series, instance_number: int) -> Dataset:
 
 def image_dataset(series: Series, instance_number: int, private_block: bool) -> Dataset:
     """An image object without its Pixel Data."""
-    kind = IMAGE_KINDS[series.Modality]
+    kind = series.kind
     ds = base_dataset(series, instance_number)
-    ds.ImageType = ["ORIGINAL", "PRIMARY"] if kind is CR else ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImageType = (["ORIGINAL", "PRIMARY"] if kind.Modality == "CR"
+                    else ["ORIGINAL", "PRIMARY", "AXIAL"])
     ds.FrameOfReferenceUID = series.FrameOfReferenceUID
     ds.PositionReferenceIndicator = ""
     ds.SamplesPerPixel = 1
@@ -386,7 +468,7 @@ def image_dataset(series: Series, instance_number: int, private_block: bool) -> 
     ds.PixelSpacing = [kind.PixelSpacing, kind.PixelSpacing]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, BitsStored, BitsStored - 1
     ds.PixelRepresentation = 0
-    if kind is CR:
+    if kind.Modality == "CR":
         ds.BodyPartExamined, ds.ViewPosition, ds.PatientOrientation = "CHEST", "PA", ["L", "F"]
         ds.WindowCenter, ds.WindowWidth = 1800, 3000
     else:
@@ -407,7 +489,7 @@ def add_cross_sectional(ds: Dataset, kind: ImageKind, instance_number: int) -> N
     ds.ImagePositionPatient = [-half_width, -half_width, z]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.SliceLocation = z
-    if kind is CT:
+    if kind.Modality == "CT":
         ds.KVP = 120
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
         ds.WindowCenter, ds.WindowWidth = 40, 400
@@ -453,9 +535,9 @@ def content_item(relationship: str, value_type: str, concept: Dataset | None = N
     return item
 
 
-def sr_document(series: Series) -> Dataset:
+def sr_document(series: Series, instance_number: int = 1) -> Dataset:
     """A Basic Text SR report with a few TEXT findings."""
-    ds = base_dataset(series, 1)
+    ds = base_dataset(series, instance_number)
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = [code_item("18748-4", "LN", "Diagnostic Imaging Report")]
     ds.ContinuityOfContent = "SEPARATE"
@@ -473,11 +555,11 @@ def sr_document(series: Series) -> Dataset:
     return ds
 
 
-def presentation_state(series: Series) -> Dataset:
+def presentation_state(series: Series, instance_number: int = 1) -> Dataset:
     """A Grayscale Softcopy Presentation State applying to every image of a series."""
     images = series.references
-    kind = IMAGE_KINDS[images.Modality]
-    ds = base_dataset(series, 1)
+    kind = images.kind
+    ds = base_dataset(series, instance_number)
     ds.ContentLabel, ds.ContentDescription = "SAMPLE_GSPS", "Window for soft tissue"
     ds.PresentationCreationDate, ds.PresentationCreationTime = ds.ContentDate, ds.ContentTime
     ds.ContentCreatorName = "WELBY^MARCUS"
@@ -499,11 +581,11 @@ def presentation_state(series: Series) -> Dataset:
     return ds
 
 
-def key_object_selection(series: Series) -> Dataset:
+def key_object_selection(series: Series, instance_number: int = 1) -> Dataset:
     """A Key Object Selection document flagging the first two images of a series."""
     images = series.references
     count = min(2, images.size)
-    ds = base_dataset(series, 1)
+    ds = base_dataset(series, instance_number)
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = [code_item("113000", "DCM", "Of Interest")]
     ds.ContinuityOfContent = "SEPARATE"
@@ -527,23 +609,131 @@ def key_object_selection(series: Series) -> Dataset:
 NON_IMAGE_BUILDERS = {"SR": sr_document, "PR": presentation_state, "KO": key_object_selection}
 
 
+def multiframe_dataset(series: Series, frames: int) -> Dataset:
+    """An Enhanced CT image of ``frames`` axial frames, without its Pixel Data."""
+    kind = series.kind
+    ds = base_dataset(series, 1)
+    ds.SOPClassUID = EnhancedCTImageStorage
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.AcquisitionDateTime = f"{ds.StudyDate}{ds.StudyTime}"
+    ds.FrameOfReferenceUID = series.FrameOfReferenceUID
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = frames
+    ds.Rows, ds.Columns = kind.Rows, kind.Columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, BitsStored, BitsStored - 1
+    ds.PixelRepresentation = 0
+    ds.ContentQualification, ds.BurnedInAnnotation = "PRODUCT", "NO"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.DimensionOrganizationType = "3D"
+    ds.SharedFunctionalGroupsSequence = [shared_functional_groups(kind)]
+    half_width = kind.Columns * kind.PixelSpacing / 2
+    ds.PerFrameFunctionalGroupsSequence = [frame_functional_groups(index, half_width)
+                                           for index in range(frames)]
+    return ds
+
+
+def shared_functional_groups(kind: ImageKind) -> Dataset:
+    """Pixel measures, orientation, window and rescale shared by every frame."""
+    measures = Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [kind.PixelSpacing] * 2, 1
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    voi = Dataset()
+    voi.WindowCenter, voi.WindowWidth = 40, 400
+    rescale = Dataset()
+    rescale.RescaleIntercept, rescale.RescaleSlope, rescale.RescaleType = -1024, 1, "HU"
+    group = Dataset()
+    group.PixelMeasuresSequence = [measures]
+    group.PlaneOrientationSequence = [orientation]
+    group.FrameVOILUTSequence = [voi]
+    group.PixelValueTransformationSequence = [rescale]
+    return group
+
+
+def frame_functional_groups(index: int, half_width: float) -> Dataset:
+    """Frame content and plane position of frame ``index`` (0-based), 1 mm apart."""
+    content = Dataset()
+    content.StackID, content.InStackPositionNumber = "1", index + 1
+    content.DimensionIndexValues = [1, index + 1]
+    position = Dataset()
+    position.ImagePositionPatient = [-half_width, -half_width, float(index)]
+    group = Dataset()
+    group.FrameContentSequence = [content]
+    group.PlanePositionSequence = [position]
+    return group
+
+
+def multiframe_frames(gigabytes: float) -> int:
+    """Frames of 512x512x2 bytes that make about ``gigabytes`` GB of pixel data."""
+    frame_bytes = MULTIFRAME_SIZE * MULTIFRAME_SIZE * 2
+    frames = max(1, round(gigabytes * GB / frame_bytes))
+    if frames * frame_bytes > MAX_ELEMENT_LENGTH:
+        raise ValueError(f"--multiframe-gb {gigabytes} exceeds the 4 GB limit of one element")
+    return frames
+
+
+def multiframe_chunks(pixels: np.ndarray, frames: int) -> Iterator[bytes]:
+    """Little endian frame bytes, a few frames at a time; frame k is ``pixels + k % 64``."""
+    for start in range(0, frames, MULTIFRAME_CHUNK_FRAMES):
+        offsets = np.arange(start, min(start + MULTIFRAME_CHUNK_FRAMES, frames)) % 64
+        chunk = pixels[None, :, :] + offsets.astype(np.uint16)[:, None, None]
+        yield chunk.astype("<u2", copy=False).tobytes()
+
+
 # --------------------------------------------------------------------------- encoding
 
 
 class EncodingSchedule:
-    """Hands out image encodings from ``ENCODING_CYCLE``, capping the compressed ones."""
+    """Hands out image encodings from ``ENCODING_CYCLE``, capping the compressed ones.
 
-    def __init__(self) -> None:
+    With ``compressed_share`` (of CT/MR images) or ``raw_share`` (of all images) given, that
+    category is no longer taken from the cycle: image k of the category's population is
+    picked when ``floor(k * share)`` grows, so picks are evenly spread and exact in total.
+    """
+
+    def __init__(self, compressed_share: float | None = None,
+                 raw_share: float | None = None) -> None:
         self._next = 0
         self._used: Counter[Encoding] = Counter()
+        self.compressed_share = compressed_share
+        self.raw_share = raw_share
+        self._seen: Counter[str] = Counter()  # images seen: "cross-sectional", "all"
 
-    def next(self) -> Encoding:
+    def next(self, modality: str = "CT") -> Encoding:
         encoding = ENCODING_CYCLE[self._next % len(ENCODING_CYCLE)]
         self._next += 1
-        if encoding in COMPRESSED and self._used[encoding] >= COMPRESSED_QUOTA:
+        if self.compressed_share is not None and encoding in COMPRESSED:
+            encoding = Encoding.EXPLICIT_LE
+        if self.raw_share is not None and encoding in RAW_IMPLICIT_VR:
+            encoding = Encoding.EXPLICIT_LE
+        encoding = self._by_share(encoding, modality)
+        if (self.compressed_share is None and encoding in COMPRESSED
+                and self._used[encoding] >= COMPRESSED_QUOTA):
             encoding = Encoding.EXPLICIT_LE
         self._used[encoding] += 1
         return encoding
+
+    def _by_share(self, encoding: Encoding, modality: str) -> Encoding:
+        """``encoding``, or the compressed or raw encoding whose turn it is."""
+        self._seen["all"] += 1
+        if self.compressed_share is not None and modality in RESIZABLE:
+            self._seen["cross-sectional"] += 1
+            done = self._used[Encoding.RLE] + self._used[Encoding.J2K]
+            if self._due(self._seen["cross-sectional"], self.compressed_share, done):
+                return COMPRESSED[done % len(COMPRESSED)]
+        if self.raw_share is not None:
+            raw = tuple(RAW_IMPLICIT_VR)
+            done = sum(self._used[e] for e in raw)
+            if self._due(self._seen["all"], self.raw_share, done):
+                return raw[done % len(raw)]
+        return encoding
+
+    @staticmethod
+    def _due(seen: int, share: float, done: int) -> bool:
+        """True when ``done`` picks are fewer than ``share`` of the ``seen`` items."""
+        return math.floor(seen * share + 1e-9) > done
 
 
 def file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
@@ -613,9 +803,31 @@ class ExportWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("xb") as fp:
             fp.write(data)
+        self._count(len(data), junk=junk)
+
+    def write_streamed(self, relative: Path, header: bytes, chunks: Iterable[bytes]) -> None:
+        """Write ``header``, which ends in an empty Pixel Data element, then ``chunks`` as
+        that element's value, and set its length once the value is written."""
+        if not header.endswith(PIXEL_DATA_EMPTY_OW):
+            raise ValueError("the header must end with an empty OW Pixel Data element")
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        length = 0
+        with path.open("xb") as fp:
+            fp.write(header)
+            for chunk in chunks:
+                fp.write(chunk)
+                length += len(chunk)
+            if length > MAX_ELEMENT_LENGTH or length % 2:
+                raise ValueError(f"pixel data of {length} bytes cannot be one element")
+            fp.seek(len(header) - 4)
+            fp.write(struct.pack("<I", length))
+        self._count(len(header) + length, junk=False)
+
+    def _count(self, size: int, *, junk: bool) -> None:
         self.counts["files"] += 1
         self.counts["junk" if junk else "dicom"] += 1
-        self.counts["bytes"] += len(data)
+        self.counts["bytes"] += size
 
     def write_series(self, series: Series) -> None:
         """Write every instance of a series."""
@@ -623,7 +835,7 @@ class ExportWriter:
             if series.Modality in IMAGE_KINDS:
                 ds, pixels, encoding = self.next_image(series, number)
             else:
-                ds = NON_IMAGE_BUILDERS[series.Modality](series)
+                ds = NON_IMAGE_BUILDERS[series.Modality](series, number)
                 pixels, encoding = None, NON_IMAGE_ENCODING[series.Modality]
             data, used = encode(ds, pixels, encoding)
             self.write_file(series.path(number), data, junk=False)
@@ -635,8 +847,22 @@ class ExportWriter:
         private = self.images_written % PRIVATE_BLOCK_EVERY == 0
         self.images_written += 1
         ds = image_dataset(series, number, private_block=private)
-        pixels = synthetic_pixels(series.Modality, number, ds.SOPInstanceUID)
-        return ds, pixels, self.schedule.next()
+        pixels = synthetic_pixels(series.Modality, number, ds.SOPInstanceUID,
+                                  (series.kind.Rows, series.kind.Columns))
+        return ds, pixels, self.schedule.next(series.Modality)
+
+    def write_multiframe(self, series: Series, gigabytes: float) -> None:
+        """Write the multi-frame object of ``series``, streaming its pixel data."""
+        frames = multiframe_frames(gigabytes)
+        ds = multiframe_dataset(series, frames)
+        ds.PixelData = b""
+        ds["PixelData"].VR = "OW"
+        header, used = encode(ds, None, Encoding.EXPLICIT_LE)
+        kind = series.kind
+        pixels = synthetic_pixels("CT", 1, ds.SOPInstanceUID, (kind.Rows, kind.Columns))
+        self.write_streamed(series.path(1), header, multiframe_chunks(pixels, frames))
+        self.encodings[used.value] += 1
+        self.modalities[series.Modality] += 1
 
 
 def write_junk(writer: ExportWriter, studies: Sequence[Study], seed: int) -> None:
@@ -665,7 +891,8 @@ def full_image(series: Series, number: int) -> tuple[bytes, int]:
     """An explicit VR LE image file of ``series``, and its pixel data length."""
     source = series if series.Modality in IMAGE_KINDS else series.references
     ds = image_dataset(source, number, private_block=False)
-    pixels = synthetic_pixels(source.Modality, number, ds.SOPInstanceUID)
+    pixels = synthetic_pixels(source.Modality, number, ds.SOPInstanceUID,
+                              (source.kind.Rows, source.kind.Columns))
     data, _ = encode(ds, pixels, Encoding.EXPLICIT_LE)
     return data, pixels.nbytes
 
@@ -707,9 +934,15 @@ def check_output_dir(out_dir: Path) -> None:
 
 def make_sample_export(out_dir: Path, *, patients: int = 6, studies_per_patient: int = 2,
                        series_per_study: int = 2, images_per_series: int = 4, cr: int = 2,
-                       seed: int = 0, junk: bool = True, hostile: bool = True) -> dict:
+                       seed: int = 0, junk: bool = True, hostile: bool = True,
+                       matrix: int | None = None, compressed_share: float | None = None,
+                       header_only_share: float | None = None,
+                       raw_share: float | None = None,
+                       multiframe_gb: float | None = None) -> dict:
     """Write the sample export to ``out_dir`` and return its counts.
 
+    The keyword arguments after ``hostile`` are the benchmark options of the module
+    docstring (``--matrix`` ... ``--multiframe-gb``); None leaves the content unchanged.
     Returns ``{"files", "dicom", "junk", "bytes"}`` totals plus ``"encodings"``
     and ``"modalities"`` dicts counting the DICOM objects.
     Raises OutputNotEmptyError if ``out_dir`` holds anything, ValueError on bad counts.
@@ -718,20 +951,43 @@ def make_sample_export(out_dir: Path, *, patients: int = 6, studies_per_patient:
         raise ValueError("patients, studies, series and images per series must be >= 1")
     if cr < 0 or seed < 0:
         raise ValueError("cr and seed must be >= 0")
+    check_options(matrix=matrix, compressed_share=compressed_share,
+                  header_only_share=header_only_share, raw_share=raw_share,
+                  multiframe_gb=multiframe_gb)
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
     studies = plan_export(patients=patients, studies_per_patient=studies_per_patient,
                           series_per_study=series_per_study, images_per_series=images_per_series,
-                          cr=cr, seed=seed, hostile=hostile)
+                          cr=cr, seed=seed, hostile=hostile, matrix=matrix,
+                          header_only_share=header_only_share)
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = ExportWriter(out_dir)
+    writer = ExportWriter(out_dir, EncodingSchedule(compressed_share, raw_share))
     for series in iter_series(studies):
         writer.write_series(series)
     if junk:
         write_junk(writer, studies, seed)
+    if multiframe_gb is not None:
+        writer.write_multiframe(multiframe_series(studies, seed), multiframe_gb)
     counts = {key: writer.counts[key] for key in ("files", "dicom", "junk", "bytes")}
     return {**counts, "encodings": dict(sorted(writer.encodings.items())),
             "modalities": dict(sorted(writer.modalities.items()))}
+
+
+def check_options(*, matrix: int | None, compressed_share: float | None,
+                  header_only_share: float | None, raw_share: float | None,
+                  multiframe_gb: float | None) -> None:
+    """Raise ValueError for a benchmark option out of range (None is always fine)."""
+    if matrix is not None and not 1 <= matrix <= 0xFFFF:
+        raise ValueError("matrix must be between 1 and 65535")
+    for name, share in (("compressed share", compressed_share), ("raw share", raw_share)):
+        if share is not None and not 0 <= share <= 1:
+            raise ValueError(f"{name} must be between 0 and 1")
+    if header_only_share is not None and not 0 <= header_only_share < 1:
+        raise ValueError("header-only share must be at least 0 and below 1")
+    if multiframe_gb is not None:
+        if not multiframe_gb > 0:
+            raise ValueError("multiframe size must be above 0 GB")
+        multiframe_frames(multiframe_gb)
 
 
 def iter_series(studies: Sequence[Study]) -> Iterator[Series]:
@@ -760,6 +1016,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="leave out the non-DICOM and truncated files")
     parser.add_argument("--no-hostile", dest="hostile", action="store_false",
                         help="leave out the patients with hostile PatientIDs")
+    bench = parser.add_argument_group("benchmark options (left out: the default content)")
+    bench.add_argument("--matrix", type=int, metavar="N",
+                       help="CT and MR images of NxN pixels (e.g. 64 for tiny objects)")
+    bench.add_argument("--compressed-share", type=float, metavar="F",
+                       help="fraction of CT/MR images compressed, RLE and JPEG 2000 alternately")
+    bench.add_argument("--header-only-share", type=float, metavar="F",
+                       help="fraction of objects that are header-only SR/PR/KO objects")
+    bench.add_argument("--raw-share", type=float, metavar="F",
+                       help="fraction of images written as raw datasets without file meta")
+    bench.add_argument("--multiframe-gb", type=float, metavar="X",
+                       help="add one multi-frame Enhanced CT image of about X GB (streamed)")
     return parser.parse_args(argv)
 
 
@@ -769,7 +1036,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = make_sample_export(
             args.out_dir, patients=args.patients, studies_per_patient=args.studies_per_patient,
             series_per_study=args.series_per_study, images_per_series=args.images_per_series,
-            cr=args.cr, seed=args.seed, junk=args.junk, hostile=args.hostile)
+            cr=args.cr, seed=args.seed, junk=args.junk, hostile=args.hostile,
+            matrix=args.matrix, compressed_share=args.compressed_share,
+            header_only_share=args.header_only_share, raw_share=args.raw_share,
+            multiframe_gb=args.multiframe_gb)
     except (OutputNotEmptyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

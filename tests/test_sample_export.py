@@ -294,3 +294,155 @@ def test_cli_writes_summary_then_refuses_second_run(tmp_path):
     second = subprocess.run(args, capture_output=True, text=True, check=False)
     assert second.returncode == 2
     assert "not empty" in second.stderr
+
+
+# --------------------------------------------------------------------------- benchmark options
+
+# 12 CT/MR images of 32x32 pixels: a CT study, then an MR study; no CR, junk or hostile IDs.
+BENCH_SMALL = dict(patients=2, studies_per_patient=1, series_per_study=2, images_per_series=3,
+                   cr=0, junk=False, hostile=False, matrix=32)
+NATIVE_OR_RAW = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
+                 "raw-implicit", "raw-explicit"}
+
+
+def bench_objects(gen: ModuleType, root: Path, **kwargs) -> list[Obj]:
+    """Generate an export with benchmark options; every file must be a complete object."""
+    gen.make_sample_export(root, **kwargs)
+    objs = [read(p) for p in files(root)]
+    for obj in objs:
+        assert obj.ds is not None and all(k in obj.ds for k in IDENTIFYING), obj.path
+        if "PixelData" in obj.ds and "NumberOfFrames" not in obj.ds:
+            expected = gen.synthetic_pixels(obj.ds.Modality, obj.ds.InstanceNumber,
+                                            obj.ds.SOPInstanceUID, (obj.ds.Rows, obj.ds.Columns))
+            assert np.array_equal(decoded_pixels(obj), expected), obj.path
+    return objs
+
+
+def written_order(obj: Obj) -> tuple[int, int, int]:
+    """Sort key: the order the generator writes objects in (study, series, instance)."""
+    return int(obj.ds.StudyID), int(obj.ds.SeriesNumber), int(obj.ds.InstanceNumber)
+
+
+def images_of(objs: list[Obj], modalities: tuple[str, ...] = ("CT", "MR", "CR")) -> list[Obj]:
+    return [o for o in objs if "PixelData" in o.ds and o.ds.Modality in modalities]
+
+
+def test_matrix_resizes_ct_and_mr_only(gen, tmp_path):
+    objs = bench_objects(gen, tmp_path / "m", **{**BENCH_SMALL, "cr": 1, "matrix": 16})
+    sizes = {(o.ds.Modality, o.ds.Rows, o.ds.Columns) for o in images_of(objs)}
+    assert sizes == {("CT", 16, 16), ("MR", 16, 16), ("CR", 2500, 2000)}
+    gsps = next(o.ds for o in objs if o.ds.Modality == "PR")
+    assert gsps.DisplayedAreaSelectionSequence[0].DisplayedAreaBottomRightHandCorner == [16, 16]
+
+
+def test_compressed_share_alternates_rle_and_jpeg2000(gen, tmp_path):
+    objs = bench_objects(gen, tmp_path / "c", **BENCH_SMALL, compressed_share=1 / 3)
+    cross = sorted(images_of(objs, ("CT", "MR")), key=written_order)
+    syntaxes = [o.transfer_syntax for o in cross]
+    assert len(cross) == 12
+    compressed = [i for i, ts in enumerate(syntaxes) if ts in (RLELossless, JPEG2000Lossless)]
+    assert compressed == [2, 5, 8, 11]  # every third image, evenly spread
+    assert [syntaxes[i] for i in compressed] == [RLELossless, JPEG2000Lossless] * 2
+    # the cycle's other slots stay: implicit VR, big endian and a raw dataset
+    assert {ImplicitVRLittleEndian, ExplicitVRBigEndian, "raw-implicit"} <= set(syntaxes)
+
+
+def test_raw_share_replaces_the_cycles_raw_and_never_compresses(gen, tmp_path):
+    objs = bench_objects(gen, tmp_path / "r", **{**BENCH_SMALL, "cr": 2}, raw_share=0.3,
+                         compressed_share=0.25)
+    images = images_of(objs)
+    syntaxes = [o.transfer_syntax for o in images]
+    raw = [o for o in images if not o.part10]
+    assert len(images) == 14 and len(raw) == 4  # floor(14 * 0.3); one moved off a compressed
+    assert sorted(o.transfer_syntax for o in raw) == ["raw-explicit"] * 2 + ["raw-implicit"] * 2
+    compressed = [s for s in syntaxes if s in (RLELossless, JPEG2000Lossless)]
+    assert len(compressed) == 3  # floor(12 CT/MR images * 0.25); CR is never compressed
+    assert all(o.ds.Modality != "CR" for o in images if o.transfer_syntax not in NATIVE_OR_RAW)
+    for obj in raw:
+        assert obj.data[:2] == b"\x08\x00"
+
+
+def test_zero_shares_give_plain_native_images(gen, tmp_path):
+    objs = bench_objects(gen, tmp_path / "z", **BENCH_SMALL, compressed_share=0, raw_share=0)
+    syntaxes = {o.transfer_syntax for o in images_of(objs)}
+    assert syntaxes == {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian}
+
+
+def test_header_only_share_spreads_sr_pr_ko(gen, tmp_path):
+    objs = bench_objects(gen, tmp_path / "h", **BENCH_SMALL, header_only_share=0.5)
+    header_only = [o for o in objs if "PixelData" not in o.ds]
+    assert len(objs) == 24 and len(header_only) == 12
+    assert {o.ds.Modality for o in header_only} == {"SR", "PR", "KO"}
+    assert len({o.ds.StudyInstanceUID for o in header_only}) == 2  # both regular studies
+    uids = [o.ds.SOPInstanceUID for o in objs]
+    assert len(uids) == len(set(uids))
+    images = {o.ds.SOPInstanceUID for o in images_of(objs)}
+    for obj in header_only:
+        if obj.ds.Modality == "KO":
+            refs = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                    for i in obj.ds.ContentSequence if i.ValueType == "IMAGE"}
+            assert refs and refs <= images
+    no_header_only = bench_objects(gen, tmp_path / "h0", **BENCH_SMALL, header_only_share=0)
+    assert all("PixelData" in o.ds for o in no_header_only)
+
+
+def test_benchmark_options_are_deterministic(gen, tmp_path):
+    options = dict(**BENCH_SMALL, compressed_share=0.3, raw_share=0.2, header_only_share=0.2)
+    first, second = tmp_path / "a", tmp_path / "b"
+    gen.make_sample_export(first, **options)
+    gen.make_sample_export(second, **options)
+    assert tree_digest(first) == tree_digest(second)
+
+
+def test_multiframe_is_streamed_and_reads_back(gen, tmp_path):
+    import tracemalloc
+
+    frame_bytes = 512 * 512 * 2
+    root = tmp_path / "mf"
+    tracemalloc.start()
+    try:
+        counts = gen.make_sample_export(root, **{**BENCH_SMALL, "patients": 1},
+                                        multiframe_gb=0.1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    frames = round(0.1e9 / frame_bytes)
+    assert peak < 60e6  # chunks of 32 frames, never the 100 MB of pixel data
+    big = max(files(root), key=lambda p: p.stat().st_size)
+    assert counts["bytes"] == sum(p.stat().st_size for p in files(root))
+    ds = pydicom.dcmread(big)
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    assert ds.NumberOfFrames == frames == len(ds.PerFrameFunctionalGroupsSequence)
+    assert len(ds.PixelData) == frames * frame_bytes
+    data = big.read_bytes()
+    offset = data.rindex(PIXEL_DATA_OW)
+    (declared,) = struct.unpack("<I", data[offset + 8: offset + 12])
+    assert declared == frames * frame_bytes == len(data) - offset - 12
+    base = gen.synthetic_pixels("CT", 1, ds.SOPInstanceUID, (512, 512))
+    pixels = ds.pixel_array
+    for k in (0, 1, 63, 64, frames - 1):
+        assert np.array_equal(pixels[k], base + k % 64)
+
+
+def test_benchmark_options_are_validated(gen, tmp_path):
+    for bad in (dict(matrix=0), dict(compressed_share=1.5), dict(raw_share=-0.1),
+                dict(header_only_share=1.0), dict(multiframe_gb=0), dict(multiframe_gb=5)):
+        with pytest.raises(ValueError):
+            gen.make_sample_export(tmp_path / "bad", **{**BENCH_SMALL, **bad})
+        assert not (tmp_path / "bad").exists()
+
+
+def test_cli_benchmark_flags_match_the_function(gen, tmp_path):
+    options = dict(**BENCH_SMALL, compressed_share=0.3, raw_share=0.2, header_only_share=0.2)
+    gen.make_sample_export(tmp_path / "api", **options)
+    args = [sys.executable, str(SCRIPT), str(tmp_path / "cli"), "--patients", "2",
+            "--studies-per-patient", "1", "--series-per-study", "2", "--images-per-series", "3",
+            "--cr", "0", "--no-junk", "--no-hostile", "--matrix", "32", "--compressed-share", "0.3",
+            "--raw-share", "0.2", "--header-only-share", "0.2"]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert tree_digest(tmp_path / "cli") == tree_digest(tmp_path / "api")
+    bad = subprocess.run([*args[:3], "--compressed-share", "2"], capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 2 and "share" in bad.stderr

@@ -1,0 +1,1533 @@
+#!/usr/bin/env python3
+"""Benchmark migrate-fs against ``cp -r``, a naive pydicom migrator, DCMTK and GDCM.
+
+Usage (``make bench`` runs the default)::
+
+    python scripts/bench.py [--quick] [--repeat 3] [--only NAME...]
+
+What it does, all of it below ``bench/`` (git-ignored):
+
+1. Generates two exports with ``scripts/make_sample_export.py`` and caches them in
+   ``bench/data/<name>-<hash>``, the hash covering the generator's arguments and its source:
+   ``images`` (about 2,000 files, 1 GB: CT 512x512, MR 256x256, a few tens of CR 2500x2000, a
+   share compressed and a share of raw datasets) and ``tiny`` (about 20,000 objects: 64x64
+   images and header-only SR/PR/KO objects). ``--quick`` makes both about 10x smaller.
+2. Per export, with the page cache warm, runs every method round-robin ``--repeat`` times and
+   keeps the median wall time: ``cp -r`` (the floor), the naive pydicom migrator of this file
+   with 1 and 2 joblib processes, DCMTK ``dcmconv +te`` per file through ``xargs -P2``,
+   ``gdcmscanner`` (header scan), ``migrate-fs inventory`` (2 workers) and ``migrate-fs run``
+   with 1 and 2 workers. Each command runs under ``/usr/bin/time -v`` (peak RSS of the largest
+   single process) while a sampler polls ``/proc`` for the whole process tree.
+3. Separately: one ~1 GB multi-frame object (``migrate-fs run``, 2 workers) and a synthetic
+   5,000,000-row inventory manifest (``migrate-fs plan``; 500,000 rows with ``--quick``).
+4. Prints the machine, a Markdown table per export and the targets check; writes
+   ``bench/results.md`` and ``bench/results.json`` (every repetition's raw numbers).
+
+A method that fails prints its error and the benchmark goes on. DCMTK and GDCM come from the
+Debian packages ``dcmtk`` and ``libgdcm-tools``, installed with apt-get when missing (their
+methods are skipped, with a message, if that fails). gdcmscanner 3.0 aborts on a file cut inside
+its file meta (one of the generator's junk files): such files are found once by bisection and
+left out of a hard-link view of the export that gdcmscanner scans (the table says so).
+
+Measuring on a small shared VM: before each measurement the script waits (up to 2 min) for
+other processes to leave the CPUs idle, re-reads the export (page cache), and faults in then
+frees some memory (a VM that hands free memory back to the host makes first use expensive).
+A run during which others used more than 15% of the CPUs is marked and, if undisturbed runs
+remain, left out of the median. The CPU column (user + system seconds of all the command's
+processes) tells own work from waiting: high system time on many small files is the kernel's
+(and the VM's) cost of creating them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATOR = ROOT / "scripts" / "make_sample_export.py"
+BENCH_DIR = ROOT / "bench"
+DATA_DIR = BENCH_DIR / "data"
+TMP_DIR = BENCH_DIR / "tmp"
+MANIFESTS_DIR = BENCH_DIR / "manifests"
+RESULTS_MD = BENCH_DIR / "results.md"
+RESULTS_JSON = BENCH_DIR / "results.json"
+BIN = Path(sys.executable).parent
+MIGRATE_FS = BIN / "migrate-fs"
+
+MB = 1e6
+GB = 1e9
+MIN_FREE_BYTES = 10 * GB
+GNU_TIME = "/usr/bin/time"
+APT_PACKAGES = {"dcmconv": "dcmtk", "gdcmscanner": "libgdcm-tools", GNU_TIME: "time"}
+GDCM_TAGS = ("0010,0020", "0020,000d", "0020,000e", "0008,0018")
+RUN_NAME = "bench"
+SCALE_RUN = "scale5m"
+SAMPLE_SECONDS = 0.2
+MEMORY_LIMIT_SHARE = 0.85  # a command whose process tree exceeds this share of RAM is killed
+BUSY_SHARE = 0.15  # CPU share used by other processes above which a run counts as disturbed
+QUIET_PROBE_SECONDS = 0.5  # before each measurement, wait for the CPUs to be quiet ...
+QUIET_MAX_WAIT = 120.0  # ... for at most this long (the machine may be shared)
+MIN_JUDGED_SECONDS = 1.0  # runs shorter than this are not judged disturbed or not
+PRETOUCH_EXTRA_MB = 1024  # pre-faulted beyond the export's size: the processes' own memory
+PRETOUCH_MAX_SHARE = 0.5  # of the available memory
+
+# Targets (issue #3). The plan targets are this benchmark's assumption: the issue names none.
+TARGET_IMAGES_VS_CP = 0.5  # migrate-fs run MB/s on 'images' >= 0.5x cp -r
+TARGET_TINY_VS_NAIVE = 5.0  # migrate-fs run files/s on 'tiny' >= 5x naive pydicom, 2 processes
+TARGET_INVENTORY_VS_GDCM = 0.5  # migrate-fs inventory files/s on 'tiny' >= 0.5x gdcmscanner
+TARGET_INVENTORY_READ_SHARE = 0.05  # inventory bytes read <= 5% of the 'images' export
+TARGET_PROCESS_RSS_MB = 300  # peak RSS of any one migrate-fs process
+MULTIFRAME_RSS_SLACK = 0.10  # multi-frame peak RSS may exceed the 'images' run by 10% of its size
+PLAN_TARGET_SECONDS = 60.0
+PLAN_TARGET_RSS_MB = 2048.0
+
+JPEG_LOSSLESS_NOTE = (
+    "pydicom {version} has no JPEG Lossless (Process 14) encoder, so the exports hold RLE "
+    "Lossless and JPEG 2000 Lossless as their compressed syntaxes.")
+
+
+# --------------------------------------------------------------------------- data model
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """A generated export: its name, the generator's arguments and what it is for."""
+
+    name: str
+    args: tuple[str, ...]
+    description: str
+
+    @property
+    def key(self) -> str:
+        """Hash of the generator arguments and source: the cache folder's suffix."""
+        digest = hashlib.sha256(json.dumps(self.args).encode())
+        digest.update(GENERATOR.read_bytes())
+        return digest.hexdigest()[:12]
+
+    @property
+    def path(self) -> Path:
+        return DATA_DIR / f"{self.name}-{self.key}"
+
+
+@dataclass
+class Export:
+    """A generated export on disk."""
+
+    spec: ExportSpec
+    path: Path
+    files: int
+    bytes: int
+    generator: dict[str, Any]
+    gdcm_view: Path | None = None  # the export minus files that abort gdcmscanner
+    gdcm_excluded: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Measurement:
+    """One timed run of one command."""
+
+    repetition: int
+    seconds: float
+    returncode: int | None
+    peak_rss_mb: float | None  # GNU time's maximum resident set size: the largest process
+    tree_rss_mb: float | None  # sampled peak of all processes of the command together
+    sampled_process_rss_mb: float | None  # sampled peak of the largest single process
+    cpu_busy_before: float  # share of CPU time busy just before the run (other processes)
+    others_cpu_share: float | None = None  # share of CPU time others used during the run
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def disturbed(m: Measurement) -> bool:
+    """True when other processes used a noticeable share of the CPUs during the run (or, for
+    a run too short to judge, just before it)."""
+    if m.others_cpu_share is None:
+        return m.cpu_busy_before > BUSY_SHARE
+    return m.others_cpu_share > BUSY_SHARE
+
+
+@dataclass
+class MethodResult:
+    """Every repetition of one method on one export, and what it covered."""
+
+    method: str
+    label: str
+    files: int
+    bytes: int
+    measurements: list[Measurement] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def good(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.ok]
+
+    @property
+    def timed(self) -> list[Measurement]:
+        """The successful runs the median is taken over: the undisturbed ones, if any."""
+        return [m for m in self.good if not disturbed(m)] or self.good
+
+    @property
+    def seconds(self) -> float | None:
+        """Median wall time of the successful (undisturbed, if any) repetitions."""
+        return statistics.median(m.seconds for m in self.timed) if self.timed else None
+
+    @property
+    def cpu_seconds(self) -> tuple[float, float] | None:
+        """Median (user, system) CPU seconds of the command's processes over the timed runs."""
+        runs = [m.details for m in self.timed if "cpu_user_s" in m.details]
+        if not runs:
+            return None
+        return (statistics.median(d["cpu_user_s"] for d in runs),
+                statistics.median(d["cpu_system_s"] for d in runs))
+
+    @property
+    def files_per_second(self) -> float | None:
+        return self.files / self.seconds if self.seconds else None
+
+    @property
+    def mb_per_second(self) -> float | None:
+        return self.bytes / MB / self.seconds if self.seconds else None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        values = [m.peak_rss_mb or m.sampled_process_rss_mb for m in self.good]
+        return max((v for v in values if v is not None), default=None)
+
+    @property
+    def tree_rss_mb(self) -> float | None:
+        return max((m.tree_rss_mb for m in self.good if m.tree_rss_mb is not None), default=None)
+
+    @property
+    def last_details(self) -> dict[str, Any]:
+        return self.good[-1].details if self.good else {}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A command to time on an export.
+
+    ``argv(export, workdir)`` builds the command; ``inspect(export, workdir)`` reads what it
+    left behind (run.json, failure lists) into the measurement's details.
+    """
+
+    name: str
+    label: str
+    argv: Callable[[Export, Path], list[str]]
+    tools: tuple[str, ...] = ()
+    inspect: Callable[[Export, Path], dict[str, Any]] | None = None
+    scope: Callable[[Export], tuple[int, int]] | None = None  # (files, bytes) it covers
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def export_specs(quick: bool, multiframe_gb: float) -> dict[str, ExportSpec]:
+    """The benchmark exports; ``quick`` makes 'images' and 'tiny' about 10x smaller."""
+    images_patients, tiny_patients, cr = (4, 50, 3) if quick else (40, 500, 30)
+    images = ("--patients", str(images_patients), "--studies-per-patient", "2",
+              "--series-per-study", "5", "--images-per-series", "5", "--cr", str(cr),
+              "--compressed-share", "0.1", "--raw-share", "0.05")
+    tiny = ("--patients", str(tiny_patients), "--studies-per-patient", "2",
+            "--series-per-study", "2", "--images-per-series", "7", "--cr", "0",
+            "--matrix", "64", "--compressed-share", "0.1", "--raw-share", "0.05",
+            "--header-only-share", "0.3")
+    multiframe = ("--patients", "1", "--studies-per-patient", "1", "--series-per-study", "1",
+                  "--images-per-series", "1", "--cr", "0", "--no-junk", "--no-hostile",
+                  "--header-only-share", "0", "--multiframe-gb", str(multiframe_gb))
+    return {
+        "images": ExportSpec("images", images, "CT 512x512, MR 256x256, CR 2500x2000; 10% of "
+                             "CT/MR compressed (RLE, JPEG 2000), 5% raw datasets, 5 junk files"),
+        "tiny": ExportSpec("tiny", tiny, "64x64 CT/MR images and 30% header-only SR/PR/KO; "
+                           "10% compressed, 5% raw, 5 junk files"),
+        "multiframe": ExportSpec("multiframe", multiframe, f"one Enhanced CT of about "
+                                 f"{multiframe_gb:g} GB (512x512 frames) and one CT image"),
+    }
+
+
+def cached_export(spec: ExportSpec) -> Export:
+    """The export of ``spec``, generated into ``bench/data`` unless already there."""
+    info_path = spec.path.with_name(spec.path.name + ".json")
+    if spec.path.is_dir() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        print(f"{spec.name}: cached {rel(spec.path)} ({info['files']} files, "
+              f"{info['bytes'] / MB:.0f} MB)", flush=True)
+    else:
+        info = generate_export(spec)
+        info_path.write_text(json.dumps(info, indent=2))
+    return Export(spec, spec.path, info["files"], info["bytes"], info["generator"])
+
+
+def generate_export(spec: ExportSpec) -> dict[str, Any]:
+    """Run the generator into a temporary folder, then rename it into place."""
+    tmp = spec.path.with_name(f".tmp-{spec.path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    print(f"{spec.name}: generating {rel(spec.path)} ...", flush=True)
+    argv = [sys.executable, str(GENERATOR), str(tmp), *spec.args]
+    workdir = TMP_DIR / f"generate-{spec.name}"
+    fresh_dir(workdir)
+    m = measure(argv, workdir, repetition=0)
+    stdout = (workdir / "stdout").read_text().strip()
+    if not m.ok:
+        raise RuntimeError(f"generator failed: {m.error}")
+    shutil.rmtree(workdir)
+    os.replace(tmp, spec.path)
+    files, size = tree_size(spec.path)
+    print(f"{spec.name}: {stdout} in {m.seconds:.1f} s, peak RSS {fmt(m.peak_rss_mb, 0)} MB",
+          flush=True)
+    return {"files": files, "bytes": size, "generator": {
+        "args": list(spec.args), "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
+        "summary": stdout}}
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    """Number of files and their total size below ``root``."""
+    files = size = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(folder, name)).st_size
+    return files, size
+
+
+def all_files(root: Path) -> list[Path]:
+    """Every file below ``root``, sorted."""
+    return sorted(Path(folder, name) for folder, _, names in os.walk(root) for name in names)
+
+
+def warm_cache(path: Path) -> float:
+    """Read every file so that every method starts with the same warm page cache.
+
+    Done before every measurement: memory reclaimers (DAMON's pageout on some VMs) drop page
+    cache that has been idle for a minute, which a header-only method leaves the pixel data.
+    """
+    start = time.perf_counter()
+    subprocess.run(["find", str(path), "-type", "f", "-exec", "cat", "{}", "+"],
+                   stdout=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- gdcmscanner view
+
+
+def gdcm_view(export: Export) -> None:
+    """Point ``export.gdcm_view`` at a tree gdcmscanner can scan without aborting.
+
+    gdcmscanner 3.0 aborts (an assertion) on some broken files, such as one cut inside its
+    file meta. Those files are found by bisection and left out of a hard-link copy of the
+    export (no extra space, same page cache); the result is cached beside the export.
+    """
+    cache = export.path.with_name(export.path.name + ".gdcm.json")
+    view = export.path.with_name(export.path.name + ".gdcm-view")
+    if cache.is_file():
+        excluded = json.loads(cache.read_text())["excluded"]
+    else:
+        excluded = aborting_files(export.path)
+        if excluded:
+            make_view(export.path, view, excluded)
+        cache.write_text(json.dumps({"excluded": excluded}, indent=2))
+    export.gdcm_excluded = excluded
+    export.gdcm_view = view if excluded else export.path
+
+
+def aborting_files(root: Path) -> list[str]:
+    """Relative paths of the files that make gdcmscanner abort, found by bisection."""
+    argv = ["gdcmscanner", "-d", str(root), "-r", "-t", GDCM_TAGS[0]]
+    if subprocess.run(argv, capture_output=True, check=False).returncode == 0:
+        return []
+    probe = TMP_DIR / "gdcm-probe"
+    bad = bisect_aborting(all_files(root), probe)
+    shutil.rmtree(probe, ignore_errors=True)
+    return [str(p.relative_to(root)) for p in bad]
+
+
+def bisect_aborting(files: list[Path], probe: Path, limit: int = 50) -> list[Path]:
+    """The files among ``files`` on which gdcmscanner fails (at most ``limit``)."""
+    if not files or scanner_passes(files, probe):
+        return []
+    if len(files) == 1:
+        return files
+    middle = len(files) // 2
+    first = bisect_aborting(files[:middle], probe, limit)
+    if len(first) >= limit:
+        return first
+    return first + bisect_aborting(files[middle:], probe, limit - len(first))
+
+
+def scanner_passes(files: list[Path], probe: Path) -> bool:
+    """True if gdcmscanner scans hard links to ``files`` in one folder without failing."""
+    fresh_dir(probe)
+    for index, path in enumerate(files):
+        os.link(path, probe / f"{index:08d}")
+    argv = ["gdcmscanner", "-d", str(probe), "-t", GDCM_TAGS[0]]
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+
+def make_view(source: Path, view: Path, excluded: list[str]) -> None:
+    """A hard-link copy of ``source`` at ``view`` without the ``excluded`` files."""
+    tmp = view.with_name(f".tmp-{view.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(["cp", "-al", str(source), str(tmp)], check=True)
+    for name in excluded:
+        (tmp / name).unlink()
+    shutil.rmtree(view, ignore_errors=True)
+    os.replace(tmp, view)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+DCMCONV_SCRIPT = r"""
+src=$1; out=$2
+mkdir -p "$out"
+find "$src" -type f -print0 | xargs -0 -P2 -n 64 bash -c '
+  src=$1; out=$2; shift 2
+  for f; do
+    o=${f#"$src"/}
+    dcmconv +te "$f" "$out/${o//\//_}" 2>>"$out.errors" || printf "%s\n" "$f" >>"$out.failed"
+  done' _ "$src" "$out"
+"""
+
+
+def migrate_fs_argv(*args: str) -> list[str]:
+    """The migrate-fs command of this venv."""
+    if MIGRATE_FS.exists():
+        return [str(MIGRATE_FS), *args]
+    return [sys.executable, "-m", "migrate_fs.cli", *args]
+
+
+def methods() -> list[Method]:
+    """Every method timed on the 'images' and 'tiny' exports, cp -r first."""
+    def naive(jobs: int) -> Method:
+        return Method(f"naive-{jobs}", f"naive pydicom, {jobs} process{'es' if jobs > 1 else ''}",
+                      lambda e, w: [sys.executable, str(Path(__file__).resolve()), "_naive",
+                                    str(e.path), str(w / "out"), "--jobs", str(jobs)],
+                      inspect=inspect_naive)
+
+    def run(workers: int) -> Method:
+        return Method(f"run-{workers}", f"migrate-fs run, {workers} worker{'s' * (workers > 1)}",
+                      lambda e, w: migrate_fs_argv(
+                          "run", str(e.path), "--out", str(w / "out"), "--run", RUN_NAME,
+                          "--manifests", str(w / "manifests"), "--workers", str(workers),
+                          "--quiet"),
+                      inspect=inspect_migrate_fs)
+
+    return [
+        Method("cp", "cp -r", lambda e, w: ["cp", "-r", str(e.path), str(w / "out")]),
+        naive(1),
+        naive(2),
+        Method("dcmconv", "dcmconv +te, xargs -P2",
+               lambda e, w: ["bash", "-c", DCMCONV_SCRIPT, "bash", str(e.path), str(w / "out")],
+               tools=("dcmconv",), inspect=inspect_dcmconv),
+        Method("gdcmscanner", "gdcmscanner (headers)",
+               lambda e, w: ["gdcmscanner", "-d", str(e.gdcm_view or e.path),
+                             *[a for tag in GDCM_TAGS for a in ("-t", tag)], "-r"],
+               tools=("gdcmscanner",), inspect=inspect_gdcmscanner, scope=gdcm_scope),
+        Method("inventory", "migrate-fs inventory, 2 workers",
+               lambda e, w: migrate_fs_argv(
+                   "inventory", str(e.path), "--run", RUN_NAME, "--manifests",
+                   str(w / "manifests"), "--workers", "2", "--quiet"),
+               inspect=inspect_migrate_fs),
+        run(1),
+        run(2),
+    ]
+
+
+def gdcm_scope(export: Export) -> tuple[int, int]:
+    """Files and bytes gdcmscanner covers: the export minus the files it aborts on."""
+    excluded = [export.path / name for name in export.gdcm_excluded]
+    return (export.files - len(excluded),
+            export.bytes - sum(p.stat().st_size for p in excluded))
+
+
+def inspect_naive(export: Export, workdir: Path) -> dict[str, Any]:
+    """The naive migrator's outcome counts (it prints them as JSON)."""
+    try:
+        return {"outcomes": json.loads((workdir / "stdout").read_text())}
+    except ValueError:
+        return {}
+
+
+def inspect_dcmconv(export: Export, workdir: Path) -> dict[str, Any]:
+    """How many files dcmconv could not convert, and its most common error."""
+    failed_list = workdir / "out.failed"
+    failed = len(failed_list.read_text().splitlines()) if failed_list.exists() else 0
+    errors_file = workdir / "out.errors"
+    lines = errors_file.read_text(errors="replace").splitlines() if errors_file.exists() else []
+    errors = Counter(line.strip() for line in lines if line.startswith(("E:", "F:")))
+    return {"failed": failed, "errors": dict(errors.most_common(3))}
+
+
+def inspect_gdcmscanner(export: Export, workdir: Path) -> dict[str, Any]:
+    """Files gdcmscanner listed, and the files left out because they abort it."""
+    match = re.search(r"(\d+) files found", (workdir / "stdout").read_text(errors="replace"))
+    return {"files_found": int(match.group(1)) if match else None,
+            "excluded": export.gdcm_excluded}
+
+
+def inspect_migrate_fs(export: Export, workdir: Path) -> dict[str, Any]:
+    """run.json's inventory/write statistics and the manifest's outcome counts."""
+    import pyarrow.parquet as pq
+
+    run_dir = workdir / "manifests" / RUN_NAME
+    details: dict[str, Any] = {}
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        info = json.loads(run_json.read_text())
+        details["run_json"] = {key: info[key] for key in ("inventory", "write") if key in info}
+    for stage, column in (("result", "status"), ("inventory", "kind")):
+        folder = run_dir / stage
+        if folder.is_dir():
+            table = pq.read_table(folder, columns=[column])
+            details[f"{stage}_{column}"] = dict(Counter(table.column(column).to_pylist()))
+            break
+    return details
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class TreeSampler(threading.Thread):
+    """Polls the RSS of a process and all its descendants; kills the tree above a limit.
+
+    ``main_depth`` is the depth of the command's own process below ``pid`` (1 under GNU time):
+    the peaks of that process and of its descendants (workers) are kept apart.
+    """
+
+    def __init__(self, pid: int, limit_kb: float | None, main_depth: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.limit_kb, self.main_depth = pid, limit_kb, main_depth
+        self.peak_tree_kb = 0
+        self.peak_process_kb = 0
+        self.peak_main_kb = 0
+        self.peak_worker_kb = 0
+        self.cpu_ticks: dict[int, tuple[int, int]] = {}  # last (utime, stime) seen per process
+        self.killed = False
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(SAMPLE_SECONDS):
+            self.sample()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    @property
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(user, system) CPU time of the tree's processes, as of their last sample."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return (sum(u for u, _ in self.cpu_ticks.values()) / tick,
+                sum(s for _, s in self.cpu_ticks.values()) / tick)
+
+    def sample(self) -> None:
+        tree = descendants(self.pid)
+        for pid, _ in tree:
+            ticks = cpu_ticks(pid)
+            if ticks is not None:
+                self.cpu_ticks[pid] = ticks
+        sizes = [(rss_kb(pid), depth) for pid, depth in tree]
+        total = sum(size for size, _ in sizes)
+        self.peak_tree_kb = max(self.peak_tree_kb, total)
+        for size, depth in sizes:
+            self.peak_process_kb = max(self.peak_process_kb, size)
+            if depth == self.main_depth:
+                self.peak_main_kb = max(self.peak_main_kb, size)
+            elif depth > self.main_depth:
+                self.peak_worker_kb = max(self.peak_worker_kb, size)
+        if self.limit_kb and total > self.limit_kb and not self.killed:
+            self.killed = True
+            kill_group(self.pid)
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """``(pid, 0)`` and every process below it with its depth (children of every thread)."""
+    found, todo = [], [(pid, 0)]
+    while todo:
+        current, depth = todo.pop()
+        found.append((current, depth))
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo.extend((int(child), depth + 1) for child in f.read().split())
+            except OSError:
+                pass
+    return found
+
+
+def cpu_ticks(pid: int) -> tuple[int, int] | None:
+    """(utime, stime) of a process in clock ticks (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of a process in kB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) CPU seconds of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:8]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = sum(values)
+    return (total - values[3] - values[4]) / ticks, total / ticks  # idle and iowait are not busy
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the sampler thread's work counts as the command's)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def cpu_busy(seconds: float) -> float:
+    """Share of all CPUs' time busy during the next ``seconds``."""
+    busy0, total0 = cpu_times()
+    time.sleep(seconds)
+    busy1, total1 = cpu_times()
+    return (busy1 - busy0) / max(total1 - total0, 1e-9)
+
+
+def wait_for_quiet(max_wait: float) -> tuple[float, float]:
+    """Wait until other processes leave the CPUs mostly idle; (seconds waited, last share)."""
+    start = time.perf_counter()
+    while True:
+        busy = cpu_busy(QUIET_PROBE_SECONDS)
+        waited = time.perf_counter() - start
+        if busy <= BUSY_SHARE or waited >= max_wait:
+            return waited, busy
+
+
+def pretouch(megabytes: float) -> None:
+    """Fault in ``megabytes`` of memory and free it, just before a measurement.
+
+    On a VM that hands free memory back to the host (virtio-balloon free page reporting, a
+    few seconds after it is freed), the first use of a page costs a fault in the host: about
+    2.4 s per GB here. Without this, a command's time would depend on how long ago the
+    previous one freed its memory; with it, every command starts with hot free memory, as on
+    a machine that keeps its RAM.
+    """
+    if megabytes <= 0:
+        return
+    import numpy as np
+
+    block = np.ones(int(megabytes * MB) // 8)  # writes every page
+    del block  # a large block is unmapped at once: its pages are free and hot
+
+
+def pretouch_size(export: Export) -> float:
+    """MB to pre-fault before a measurement on ``export``."""
+    available_mb = memory_available_kb() / 1000
+    return min(export.bytes / MB * 1.1 + PRETOUCH_EXTRA_MB, available_mb * PRETOUCH_MAX_SHARE)
+
+
+def memory_available_kb() -> int:
+    """MemAvailable of /proc/meminfo."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
+
+
+def kill_group(pid: int) -> None:
+    """Kill the process group that ``pid`` leads (a command started in its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def memory_total_kb() -> int:
+    """MemTotal of /proc/meminfo."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure(argv: list[str], workdir: Path, repetition: int, timeout: float = 3600,
+            cwd: Path | None = None, pretouch_mb: float = 0) -> Measurement:
+    """Run ``argv`` once under GNU time, with stdout/stderr in ``workdir``; never raises.
+
+    ``pretouch_mb`` of memory is faulted in and freed just before the start (see
+    :func:`pretouch`).
+    """
+    time_file = workdir / "time.txt"
+    gnu_time = os.path.exists(GNU_TIME)
+    full = [GNU_TIME, "-v", "-o", str(time_file), *argv] if gnu_time else argv
+    waited, load = wait_for_quiet(QUIET_MAX_WAIT)
+    pretouch(pretouch_mb)
+    busy_start, own_start = cpu_times()[0], own_cpu()
+    try:
+        with open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(full, stdout=out, stderr=err, cwd=cwd or workdir,
+                                    start_new_session=True)
+            sampler = TreeSampler(proc.pid, memory_total_kb() * MEMORY_LIMIT_SHARE,
+                                  main_depth=1 if gnu_time else 0)
+            sampler.start()
+            try:
+                returncode: int | None = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(proc.pid)
+                returncode = proc.wait()
+                sampler.killed = True
+            seconds = time.perf_counter() - start
+            sampler.stop()
+    except OSError as exc:
+        return Measurement(repetition, 0.0, None, None, None, None, load, error=str(exc))
+    gnu = parse_gnu_time(time_file)
+    returncode = gnu.get("exit_status", returncode)
+    error = None
+    if sampler.killed:
+        error = (f"killed after {seconds:.0f} s: over the time limit ({timeout:.0f} s) or the "
+                 f"process tree above {MEMORY_LIMIT_SHARE:.0%} of RAM")
+    elif returncode != 0:
+        error = f"exit status {returncode}: {tail(workdir / 'stderr')}"
+    details = {"sampled_main_rss_mb": sampler.peak_main_kb / 1000 or None,
+               "sampled_worker_rss_mb": sampler.peak_worker_kb / 1000 or None,
+               "waited_for_quiet_s": waited}
+    # GNU time counts waited-for children only; the sampler sees the others until their end.
+    sampled_user, sampled_system = sampler.cpu_seconds
+    user = max(gnu.get("user_seconds", 0.0), sampled_user)
+    system = max(gnu.get("system_seconds", 0.0), sampled_system)
+    details.update(cpu_user_s=user, cpu_system_s=system)
+    others = None
+    if seconds >= MIN_JUDGED_SECONDS:  # shorter runs are below the clock tick's resolution
+        mine = user + system + (own_cpu() - own_start)
+        busy = cpu_times()[0] - busy_start
+        others = max(0.0, busy - mine) / (seconds * (os.cpu_count() or 1))
+    return Measurement(repetition, seconds, returncode, gnu.get("max_rss_mb"),
+                       sampler.peak_tree_kb / 1000 or None,
+                       sampler.peak_process_kb / 1000 or None, load, others, details, error)
+
+
+def parse_gnu_time(path: Path) -> dict[str, Any]:
+    """Maximum RSS (MB) and exit status from a ``/usr/bin/time -v`` report."""
+    if not path.exists():
+        return {}
+    text = path.read_text(errors="replace")
+    found: dict[str, Any] = {}
+    if match := re.search(r"Maximum resident set size \(kbytes\): (\d+)", text):
+        found["max_rss_mb"] = int(match.group(1)) / 1000
+    for kind in ("User", "System"):
+        if match := re.search(kind + r" time \(seconds\): ([\d.]+)", text):
+            found[f"{kind.lower()}_seconds"] = float(match.group(1))  # with waited-for children
+    if match := re.search(r"Command terminated by signal (\d+)", text):
+        found["exit_status"] = 128 + int(match.group(1))  # "Exit status" then says 0
+    elif match := re.search(r"Exit status: (\d+)", text):
+        found["exit_status"] = int(match.group(1))
+    return found
+
+
+def tail(path: Path, lines: int = 3) -> str:
+    """The last few non-empty lines of a text file, on one line."""
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:])[:500]
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty folder at ``path``."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+# --------------------------------------------------------------------------- rounds
+
+
+def benchmark_export(export: Export, chosen: list[Method], repeat: int,
+                     tools: dict[str, bool], timeout: float,
+                     pretouch_enabled: bool = True) -> dict[str, MethodResult]:
+    """Every method on one export, round-robin, ``repeat`` times."""
+    results = {}
+    for method in chosen:
+        files, size = method.scope(export) if method.scope else (export.files, export.bytes)
+        results[method.name] = MethodResult(method.name, method.label, files, size)
+        missing = [tool for tool in method.tools if not tools.get(tool)]
+        if missing:
+            results[method.name].skipped = f"not installed: {', '.join(missing)}"
+            print(f"  {method.name}: skipped ({results[method.name].skipped})", flush=True)
+    runnable = [m for m in chosen if not results[m.name].skipped]
+    print(f"{export.spec.name}: warming the page cache ({warm_cache(export.path):.1f} s)",
+          flush=True)
+    for repetition in range(1, repeat + 1):
+        for method in runnable:
+            warm_cache(export.path)  # pages idle for a while may have been evicted
+            size = pretouch_size(export) if pretouch_enabled else 0
+            m = run_method(method, export, repetition, timeout, size)
+            results[method.name].measurements.append(m)
+            print(progress_line(export, method, m, repeat), flush=True)
+    return results
+
+
+def run_method(method: Method, export: Export, repetition: int, timeout: float,
+               pretouch_mb: float = 0) -> Measurement:
+    """One repetition in a fresh folder, deleted afterwards."""
+    workdir = fresh_dir(TMP_DIR / export.spec.name / method.name)
+    os.sync()  # earlier runs' dirty pages are not written back during this one
+    try:
+        m = measure(method.argv(export, workdir), workdir, repetition, timeout,
+                    pretouch_mb=pretouch_mb)
+        if method.inspect:
+            try:
+                m.details.update(method.inspect(export, workdir))
+            except Exception as exc:  # a report must not stop the benchmark
+                m.details["inspect_error"] = repr(exc)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return m
+
+
+def progress_line(export: Export, method: Method, m: Measurement, repeat: int) -> str:
+    status = "ok" if m.ok else f"FAILED: {m.error}"
+    busy = ""
+    if disturbed(m):
+        busy = (f" (others used {m.others_cpu_share:.0%} of the CPUs during the run)"
+                if m.others_cpu_share is not None
+                else f" (CPUs {m.cpu_busy_before:.0%} busy just before)")
+    return (f"  {export.spec.name:<10} {method.name:<12} {m.repetition}/{repeat} "
+            f"{m.seconds:8.2f} s  peak RSS {fmt(m.peak_rss_mb, 0):>5} MB  "
+            f"tree {fmt(m.tree_rss_mb, 0):>5} MB  {status}{busy}")
+
+
+# --------------------------------------------------------------------------- naive migrator
+
+
+_QUIET = False
+
+
+def naive_migrate_file(path: str, out: str) -> str:
+    """Migrate one file the naive way: read it whole, save it to its sanitized path.
+
+    Returns ``written``, ``not_dicom`` (unreadable or without SOPInstanceUID) or ``failed``.
+    """
+    global _QUIET
+    if not _QUIET:  # once per worker process
+        warnings.simplefilter("ignore")
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+        _QUIET = True
+    import pydicom
+
+    from migrate_fs.paths import output_relpath
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        sop_uid = ds.get("SOPInstanceUID")
+    except Exception:
+        return "not_dicom"
+    if not sop_uid:
+        return "not_dicom"
+    values = [ds.get(k) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")]
+    relpath = output_relpath(*[None if v is None else str(v) for v in values], str(sop_uid))
+    target = os.path.join(out, relpath)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        ds.save_as(target)
+    except Exception:
+        return "failed"
+    return "written"
+
+
+def naive_main(argv: Sequence[str]) -> int:
+    """``bench.py _naive SRC OUT --jobs N``: the naive migrator as a command to time."""
+    from joblib import Parallel, delayed
+
+    parser = argparse.ArgumentParser(prog="bench.py _naive")
+    parser.add_argument("source", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args(argv)
+    paths = [str(p) for p in all_files(args.source)]
+    outcomes = Parallel(n_jobs=args.jobs)(delayed(naive_migrate_file)(p, str(args.out))
+                                          for p in paths)
+    print(json.dumps(dict(Counter(outcomes))))
+    return 0
+
+
+# --------------------------------------------------------------------------- 5M-row plan
+
+
+def write_synthetic_inventory(folder: Path, rows: int, part_rows: int, seed: int = 0) -> int:
+    """Write ``rows`` realistic inventory rows as Parquet parts; returns the part count."""
+    import pyarrow.parquet as pq
+
+    from migrate_fs.manifest import SCHEMAS
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    parts = 0
+    for parts, start in enumerate(range(0, rows, part_rows), start=1):
+        table = synthetic_inventory_part(start, min(part_rows, rows - start), seed,
+                                         SCHEMAS["inventory"])
+        pq.write_table(table, folder / f"part-{parts - 1:06d}.parquet")
+    return parts
+
+
+def synthetic_inventory_part(start: int, n: int, seed: int, schema: Any) -> Any:
+    """Inventory rows ``start .. start+n``: 10 objects a study, 10 studies a patient.
+
+    About 1% of the rows repeat the SOP Instance UID (and patient, study, series) of the object
+    seven rows earlier, as a second copy in the export would; about 2% are not DICOM, 0.5%
+    truncated, 0.3% empty files and 5% raw datasets (a warning, not blocking).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng([seed, start])
+    index = np.arange(start, start + n, dtype=np.int64)
+    draw = rng.random(n)
+    duplicate = (rng.random(n) < 0.01) & (index >= 7)
+    obj = np.where(duplicate, index - 7, index)
+    not_dicom, truncated = draw < 0.02, (draw >= 0.02) & (draw < 0.025)
+    empty, raw = (draw >= 0.025) & (draw < 0.028), (draw >= 0.028) & (draw < 0.078)
+    unparsed = not_dicom | empty
+    study, patient = obj // 10, obj // 100
+    series = study * 3 + (obj % 10) // 4
+    modality_index = study % 3
+
+    def text(values: np.ndarray, width: int = 0) -> pa.Array:
+        array = pa.array(values).cast(pa.string())
+        return pc.utf8_lpad(array, width, "0") if width else array
+
+    def join(*parts: Any) -> pa.Array:
+        return pc.binary_join_element_wise(*parts, "")
+
+    def pick(choices: Sequence[str | None], which: np.ndarray) -> pa.Array:
+        return pc.take(pa.array(choices, pa.string()), pa.array(which))
+
+    def unless(mask: np.ndarray, values: pa.Array) -> pa.Array:
+        return pc.if_else(pa.array(mask), pa.nulls(len(values), values.type), values)
+
+    uid = lambda root, values: unless(unparsed, join(root, text(values, 12)))  # noqa: E731
+    locator = join("/mnt/legacy/vol", text(index // 1_000_000, 2), "/", text(study, 7), "/",
+                   text(series % 3, 2), "/", text(index, 9))
+    sizes = np.where(empty, 0, np.choose(modality_index, [525_000, 132_000, 10_001_000]))
+    sizes = np.where(not_dicom, 4096, sizes + rng.integers(0, 1000, n))
+    pixel_length = np.where(unparsed, -1, np.choose(modality_index,
+                                                    [524_288, 131_072, 10_000_000]))
+    kind = np.where(not_dicom, 2, np.where(empty, 3, np.where(raw, 1, 0)))
+    columns = {
+        "object_id": hex_strings(rng.integers(0, 256, (n, 12), dtype=np.uint8)),
+        "locator": locator,
+        "source": join("/mnt/legacy/vol", text(index // 1_000_000, 2)),
+        "size": pa.array(sizes, pa.int64()),
+        "mtime_ns": pa.array(1_600_000_000_000_000_000 + index * 1_000_003, pa.int64()),
+        "kind": pick(["part10", "raw", "not_dicom", "empty"], kind),
+        "has_preamble": unless(unparsed, pa.array(~raw)),
+        "has_file_meta": unless(unparsed, pa.array(~raw)),
+        "transfer_syntax": unless(unparsed, pick(["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"],
+                                                 (obj % 7 == 3).astype(np.int64))),
+        "is_implicit_vr": unless(unparsed, pa.array(obj % 7 == 3)),
+        "is_little_endian": unless(unparsed, pa.array(np.ones(n, bool))),
+        "dataset_offset": unless(unparsed, pa.array(np.where(raw, 0, 344), pa.int64())),
+        "pixel_data_offset": unless(unparsed, pa.array(np.where(raw, 900, 1244), pa.int64())),
+        "pixel_data_length": unless(unparsed, pa.array(pixel_length, pa.int64())),
+        "pixel_data_encapsulated": unless(unparsed, pa.array(np.zeros(n, bool))),
+        "sop_class_uid": unless(unparsed, pick(["1.2.840.10008.5.1.4.1.1.2",
+                                                "1.2.840.10008.5.1.4.1.1.4",
+                                                "1.2.840.10008.5.1.4.1.1.1"], modality_index)),
+        "sop_instance_uid": uid("2.25.31415926535897932384626", obj),
+        "study_instance_uid": uid("2.25.27182818284590452353602", study),
+        "series_instance_uid": uid("2.25.14142135623730950488016", series),
+        "patient_id": unless(unparsed, join("P", text(patient, 7))),
+        "patient_name": unless(unparsed, join("PATIENT^", text(patient, 7))),
+        "patient_birth_date": unless(unparsed, join("19", text(30 + patient % 70, 2), "0101")),
+        "patient_sex": unless(unparsed, pick(["M", "F", "O"], patient % 3)),
+        "study_date": unless(unparsed, join("20", text(3 + study % 20, 2), "0615")),
+        "study_time": unless(unparsed, join(text(8 + study % 10, 2), "3000")),
+        "accession_number": unless(unparsed, join("A", text(study, 9))),
+        "study_description": unless(unparsed, pick(["CT CHEST", "MR BRAIN", "CR THORAX"],
+                                                   modality_index)),
+        "modality": unless(unparsed, pick(["CT", "MR", "CR"], modality_index)),
+        "series_number": unless(unparsed, text((obj % 10) // 4 + 1)),
+        "instance_number": unless(unparsed, text(obj % 10 % 4 + 1)),
+        "specific_character_set": unless(unparsed, pick([None, "ISO_IR 100"],
+                                                        (patient % 5 == 0).astype(np.int64))),
+        "problems": problems_column(not_dicom, truncated, empty, raw),
+    }
+    # Columns the schema has gained since (e.g. archive members) are null: plain files.
+    return pa.table({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema},
+                    schema=schema)
+
+
+def hex_strings(octets: Any) -> Any:
+    """A string array of the lowercase hex of each row of a (n, k) uint8 array."""
+    import numpy as np
+    import pyarrow as pa
+
+    n, width = octets.shape
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
+    chars = np.empty((n, width * 2), np.uint8)
+    chars[:, 0::2], chars[:, 1::2] = digits[octets >> 4], digits[octets & 15]
+    offsets = np.arange(0, (n + 1) * width * 2, width * 2, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()),
+                                       pa.py_buffer(chars.tobytes()))
+
+
+def problems_column(not_dicom: Any, truncated: Any, empty: Any, raw: Any) -> Any:
+    """The problems list column: one problem for flagged rows, an empty list otherwise."""
+    import numpy as np
+    import pyarrow as pa
+
+    from migrate_fs.manifest import PROBLEM
+
+    codes = np.select([not_dicom, truncated, empty, raw],
+                      ["not_dicom", "truncated", "empty_file", "missing_file_meta"], "")
+    messages = {"not_dicom": "no 'DICM' prefix and the bytes are not a DICOM dataset",
+                "truncated": "pixel data declares 524288 bytes, the file holds 262144",
+                "empty_file": "zero bytes",
+                "missing_file_meta": "raw dataset; detected Explicit VR Little Endian"}
+    has = codes != ""
+    flagged = codes[has]
+    values = pa.StructArray.from_arrays(
+        [pa.array(flagged, pa.string()), pa.array([messages[c] for c in flagged], pa.string())],
+        fields=list(PROBLEM))
+    offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(PROBLEM))
+
+
+def benchmark_plan(rows: int, part_rows: int, timeout: float) -> dict[str, Any]:
+    """Write a synthetic inventory of ``rows`` rows, then time ``migrate-fs plan`` on it."""
+    run_dir = MANIFESTS_DIR / SCALE_RUN
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.perf_counter()
+    parts = write_synthetic_inventory(run_dir / "inventory", rows, part_rows)
+    generated = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in (run_dir / "inventory").iterdir())
+    print(f"scale: {rows:,} inventory rows in {parts} parts ({size / MB:.0f} MB) written in "
+          f"{generated:.1f} s; timing migrate-fs plan ...", flush=True)
+    workdir = fresh_dir(TMP_DIR / "scale")
+    argv = migrate_fs_argv("plan", "--run", SCALE_RUN, "--manifests", str(MANIFESTS_DIR))
+    m = measure(argv, workdir, 1, timeout, cwd=ROOT)
+    m.details["stdout"] = (workdir / "stdout").read_text(errors="replace")[-3000:]
+    shutil.rmtree(workdir)
+    shutil.rmtree(run_dir / "plan", ignore_errors=True)  # the inventory stays for re-runs
+    status = "ok" if m.ok else f"FAILED: {m.error}"
+    print(f"  scale      plan         {m.seconds:8.2f} s  peak RSS {fmt(m.peak_rss_mb, 0):>5} MB"
+          f"  tree {fmt(m.tree_rss_mb, 0):>5} MB  {status}", flush=True)
+    return {"rows": rows, "parts": parts, "inventory_mb": size / MB,
+            "generation_seconds": generated, "measurement": m}
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, str]:
+    """CPU, cores, RAM, Python and library versions, and the disk ``bench/`` is on."""
+    import pydicom
+
+    import migrate_fs
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    df = command_output(["df", "-hT", str(BENCH_DIR)]).splitlines()[-1:] or [""]
+    fields = df[0].split()
+    disk = (f"{fields[0]} ({fields[1]}), {fields[4]} free of {fields[2]}" if len(fields) >= 5
+            else "unknown")
+    head = command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
+    dirty = command_output(["git", "--no-optional-locks", "-C", str(ROOT), "status",
+                            "--porcelain", "--", "migrate_fs"]).strip()
+    return {
+        "cpu": cpu, "cores": str(os.cpu_count()),
+        "ram": f"{memory_total_kb() / 1e6:.1f} GB",
+        "python": platform.python_version(), "pydicom": pydicom.__version__,
+        "migrate_fs": f"{migrate_fs.__version__} (git {head or '?'}"
+                      f"{', migrate_fs/ modified' if dirty else ''})",
+        "disk": disk,
+        "dcmtk": first_line(command_output(["dcmconv", "--version"])),
+        "gdcm": first_line(command_output(["gdcmscanner", "--version"])),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def machine_line(info: dict[str, str]) -> str:
+    return (f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM; Python {info['python']}, "
+            f"pydicom {info['pydicom']}, migrate-fs {info['migrate_fs']}; bench/ on "
+            f"{info['disk']}; {info['dcmtk'] or 'DCMTK n/a'}; {info['gdcm'] or 'GDCM n/a'}")
+
+
+def command_output(argv: list[str]) -> str:
+    """A command's stdout, or '' if it cannot run."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line, without RCS-style ``$...$`` markers."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return re.sub(r"\s*\$(Date)?\s*\$?", " ", line).strip()
+
+
+def ensure_tools() -> dict[str, bool]:
+    """Install DCMTK, GDCM's tools and GNU time with apt-get if missing; report what is there."""
+    missing = sorted({pkg for tool, pkg in APT_PACKAGES.items() if not shutil.which(tool)})
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
+        if os.geteuid() != 0:
+            print("  not root: cannot install; the methods that need them are skipped")
+        else:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for argv in (["apt-get", "update", "-qq"],
+                         ["apt-get", "install", "-y", "-qq", *missing]):
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+                if done.returncode != 0:
+                    print(f"  {' '.join(argv)} failed ({done.returncode}): "
+                          f"{done.stderr.strip()[-400:]}\n  the methods that need "
+                          f"{' '.join(missing)} are skipped", flush=True)
+                    break
+    return {tool: bool(shutil.which(tool)) for tool in APT_PACKAGES}
+
+
+def check_disk() -> None:
+    """Warn when ``bench/`` has less than 10 GB free."""
+    free = shutil.disk_usage(BENCH_DIR).free
+    if free < MIN_FREE_BYTES:
+        print(f"WARNING: only {free / GB:.1f} GB free below {BENCH_DIR}; the benchmark needs "
+              f"about 5 GB (exports, one output at a time, the 5M-row manifests)", flush=True)
+
+
+def environment_notes() -> list[str]:
+    """What about this machine makes timings noisier (a VM that gives memory back, DAMON)."""
+    notes = []
+    damon = Path("/sys/kernel/mm/damon/admin/kdamonds")
+    states = [p.read_text().strip() for p in damon.glob("*/state")] if damon.is_dir() else []
+    if "on" in states:
+        notes.append("DAMON is on (it pages out memory idle for a while): the page cache is "
+                     "re-warmed before every measurement.")
+    balloon = Path("/sys/bus/virtio/drivers/virtio_balloon")
+    if balloon.is_dir() and any(p.name.startswith("virtio") for p in balloon.iterdir()):
+        notes.append("virtio-balloon VM: free memory goes back to the host within seconds and "
+                     "its first use then costs a fault in the host (new files' page cache, "
+                     "inodes, process memory); each measurement therefore starts right after "
+                     "faulting in and freeing the export's size + 1 GB (--no-pretouch: off). "
+                     "Commands longer than a few seconds still pay for part of their fresh "
+                     "memory: write-heavy methods vary more between repetitions.")
+    return notes
+
+
+def pydicom_encoder_note() -> str:
+    """Whether pydicom can encode JPEG Lossless here (the generator relies on it not)."""
+    import pydicom
+    from pydicom.pixels.encoders.base import get_encoder
+    from pydicom.uid import JPEGLosslessSV1
+
+    try:
+        if get_encoder(JPEGLosslessSV1).is_available:
+            return "pydicom can encode JPEG Lossless here, but the generator does not use it."
+    except (NotImplementedError, ValueError):
+        pass
+    return JPEG_LOSSLESS_NOTE.format(version=pydicom.__version__)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def export_table(export: Export, results: dict[str, MethodResult]) -> str:
+    """The Markdown table of one export's methods."""
+    cp = results.get("cp")
+    cp_rate = cp.mb_per_second if cp else None
+    headers = ["method", "median s", "runs s", "CPU s user+sys", "files/s", "MB/s", "x cp -r",
+               "peak RSS MB", "tree RSS MB", "notes"]
+    rows = []
+    for r in results.values():
+        ratio = r.mb_per_second / cp_rate if r.mb_per_second and cp_rate else None
+        runs = " / ".join((f"{m.seconds:.2f}" if m.ok else "failed")
+                          + ("*" if disturbed(m) else "") for m in r.measurements)
+        cpu = f"{r.cpu_seconds[0]:.1f}+{r.cpu_seconds[1]:.1f}" if r.cpu_seconds else "n/a"
+        rows.append([r.label, fmt(r.seconds, 2), runs or "-", cpu, fmt(r.files_per_second, 0),
+                     fmt(r.mb_per_second, 1), fmt(ratio, 2), fmt(r.peak_rss_mb, 0),
+                     fmt(r.tree_rss_mb, 0), method_notes(export, r)])
+    title = (f"### {export.spec.name}: {export.files:,} files, {export.bytes / MB:,.0f} MB "
+             f"({export.spec.description})")
+    return f"{title}\n\n{markdown_table(headers, rows)}"
+
+
+def method_notes(export: Export, r: MethodResult) -> str:
+    """What the table's notes column says about one method."""
+    if r.skipped:
+        return f"skipped: {r.skipped}"
+    notes = [f"rep {m.repetition} failed: {m.error}" for m in r.measurements if not m.ok]
+    details = r.last_details
+    if "outcomes" in details:
+        notes.append(", ".join(f"{k} {v}" for k, v in sorted(details["outcomes"].items())))
+    if "failed" in details:
+        top = next(iter(details.get("errors", {})), "")
+        notes.append(f"{details['failed']} files not converted ({top})" if details["failed"]
+                     else "all converted")
+    if details.get("excluded"):
+        notes.append(f"{len(details['excluded'])} file(s) left out: gdcmscanner aborts on them "
+                     f"({', '.join(details['excluded'][:2])})")
+    notes += migrate_fs_notes(export, details)
+    return "; ".join(notes)
+
+
+def migrate_fs_notes(export: Export, details: dict[str, Any]) -> list[str]:
+    """Stage times, bytes read by the inventory and outcome counts of a migrate-fs run."""
+    notes = []
+    if "run_json" in details or "result_status" in details or "inventory_kind" in details:
+        main, worker = details.get("sampled_main_rss_mb"), details.get("sampled_worker_rss_mb")
+        if main or worker:
+            notes.append(f"sampled RSS: main {fmt(main, 0)} MB, largest worker "
+                         f"{fmt(worker, 0)} MB")
+    run_json = details.get("run_json")
+    if run_json is not None:
+        inventory, write = run_json.get("inventory"), run_json.get("write")
+        if inventory:
+            notes.append(f"inventory {fmt(inventory.get('seconds'), 1)} s, read "
+                         f"{fmt(read_share(export, details), 2)}% of the export")
+        else:
+            notes.append("run.json has no inventory statistics (n/a)")
+        if write:
+            notes.append(f"write {fmt(write.get('seconds'), 1)} s")
+    for key in ("result_status", "inventory_kind"):
+        if key in details:
+            notes.append(", ".join(f"{k} {v}" for k, v in sorted(details[key].items(),
+                                                                  key=lambda kv: -kv[1])))
+    return notes
+
+
+def read_share(export: Export, details: dict[str, Any]) -> float | None:
+    """Inventory bytes read as a percentage of the export's bytes (None if not recorded)."""
+    inventory = (details.get("run_json") or {}).get("inventory") or {}
+    read = inventory.get("bytes_read")
+    return 100 * read / export.bytes if read is not None and export.bytes else None
+
+
+@dataclass
+class Target:
+    """One target of the issue, checked against the measurements."""
+
+    name: str
+    value: str
+    threshold: str
+    met: bool | None  # None: n/a
+
+    @property
+    def status(self) -> str:
+        return {True: "met", False: "not met", None: "n/a"}[self.met]
+
+
+def ratio_target(name: str, numerator: float | None, denominator: float | None,
+                 threshold: float, unit: str) -> Target:
+    """``numerator / denominator >= threshold``, n/a when either is missing."""
+    if not numerator or not denominator:
+        return Target(name, "n/a", f">= {threshold:g}x", None)
+    ratio = numerator / denominator
+    return Target(name, f"{ratio:.2f}x ({numerator:,.1f} vs {denominator:,.1f} {unit})",
+                  f">= {threshold:g}x", ratio >= threshold)
+
+
+def check_targets(exports: dict[str, Export], results: dict[str, dict[str, MethodResult]],
+                  scale: dict[str, Any] | None) -> list[Target]:
+    """Every target of issue #3, met / not met / n/a."""
+    def get(export: str, method: str) -> MethodResult | None:
+        return results.get(export, {}).get(method)
+
+    def attr(export: str, method: str, name: str) -> float | None:
+        r = get(export, method)
+        return getattr(r, name) if r else None
+
+    targets = [
+        ratio_target("full run on 'images' vs cp -r (MB/s, 2 workers)",
+                     attr("images", "run-2", "mb_per_second"),
+                     attr("images", "cp", "mb_per_second"), TARGET_IMAGES_VS_CP, "MB/s"),
+        ratio_target("full run on 'tiny' vs naive pydicom, 2 processes (files/s)",
+                     attr("tiny", "run-2", "files_per_second"),
+                     attr("tiny", "naive-2", "files_per_second"), TARGET_TINY_VS_NAIVE,
+                     "files/s"),
+        ratio_target("inventory on 'tiny' vs gdcmscanner (files/s)",
+                     attr("tiny", "inventory", "files_per_second"),
+                     attr("tiny", "gdcmscanner", "files_per_second"),
+                     TARGET_INVENTORY_VS_GDCM, "files/s"),
+        read_target(exports.get("images"), get("images", "inventory")),
+        rss_target(results),
+        multiframe_target(exports.get("multiframe"), get("multiframe", "run-2"),
+                          get("images", "run-2")),
+    ]
+    targets += plan_targets(scale)
+    return targets
+
+
+def read_target(export: Export | None, inventory: MethodResult | None) -> Target:
+    name = "inventory bytes read, share of 'images'"
+    threshold = f"<= {TARGET_INVENTORY_READ_SHARE:.0%}"
+    share = read_share(export, inventory.last_details) if export and inventory else None
+    if share is None:
+        return Target(name, "n/a (not in run.json)", threshold, None)
+    return Target(name, f"{share:.2f}%", threshold, share <= 100 * TARGET_INVENTORY_READ_SHARE)
+
+
+def rss_target(results: dict[str, dict[str, MethodResult]]) -> Target:
+    """Peak RSS of the largest migrate-fs process over every migrate-fs measurement."""
+    peaks = [(r.peak_rss_mb, f"{export}/{name}") for export, methods in results.items()
+             for name, r in methods.items()
+             if name in ("inventory", "run-1", "run-2") and r.peak_rss_mb is not None]
+    threshold = f"< {TARGET_PROCESS_RSS_MB} MB"
+    if not peaks:
+        return Target("peak RSS per migrate-fs process", "n/a", threshold, None)
+    peak, where = max(peaks)
+    return Target("peak RSS per migrate-fs process", f"{peak:.0f} MB ({where})", threshold,
+                  peak < TARGET_PROCESS_RSS_MB)
+
+
+def multiframe_target(export: Export | None, multiframe: MethodResult | None,
+                      images: MethodResult | None) -> Target:
+    """The multi-frame run's peak RSS may not exceed the 'images' run's by 10% of its size."""
+    name = "multi-frame run RSS does not grow with object size"
+    if not (export and multiframe and images and multiframe.peak_rss_mb
+            and images.peak_rss_mb):
+        return Target(name, "n/a", "", None)
+    slack = MULTIFRAME_RSS_SLACK * export.bytes / MB
+    growth = multiframe.peak_rss_mb - images.peak_rss_mb
+    return Target(name, f"{multiframe.peak_rss_mb:.0f} MB for a {export.bytes / GB:.2f} GB object"
+                  f" vs {images.peak_rss_mb:.0f} MB on 'images' ({growth:+.0f} MB)",
+                  f"growth < {slack:.0f} MB ({MULTIFRAME_RSS_SLACK:.0%} of the object)",
+                  growth < slack)
+
+
+def plan_targets(scale: dict[str, Any] | None) -> list[Target]:
+    """Time and peak RSS of the plan on the synthetic inventory (assumed thresholds)."""
+    if not scale:
+        return [Target("plan on a large inventory", "n/a (not run)", "", None)]
+    m: Measurement = scale["measurement"]
+    name = f"plan on {scale['rows']:,} rows:"
+    if not m.ok:
+        return [Target(f"{name} time and memory", f"failed: {m.error}", "", False)]
+    rss = m.peak_rss_mb or m.sampled_process_rss_mb
+    return [Target(f"{name} time", f"{m.seconds:.1f} s", f"<= {PLAN_TARGET_SECONDS:.0f} s "
+                   "(assumed)", m.seconds <= PLAN_TARGET_SECONDS),
+            Target(f"{name} peak RSS", f"{fmt(rss, 0)} MB",
+                   f"<= {PLAN_TARGET_RSS_MB:.0f} MB (assumed)",
+                   None if rss is None else rss <= PLAN_TARGET_RSS_MB)]
+
+
+def targets_table(targets: list[Target]) -> str:
+    return markdown_table(["target", "measured", "threshold", "status"],
+                          [[t.name, t.value, t.threshold, t.status] for t in targets])
+
+
+def scale_table(scale: dict[str, Any]) -> str:
+    m: Measurement = scale["measurement"]
+    rows = [[f"migrate-fs plan, {scale['rows']:,} rows in {scale['parts']} parts "
+             f"({scale['inventory_mb']:.0f} MB)", fmt(m.seconds, 1), fmt(m.peak_rss_mb, 0),
+             fmt(m.tree_rss_mb, 0), "ok" if m.ok else f"failed: {m.error}"]]
+    return "### scale: synthetic inventory\n\n" + markdown_table(
+        ["command", "seconds", "peak RSS MB", "tree RSS MB", "status"], rows)
+
+
+def report(info: dict[str, str], exports: dict[str, Export],
+           results: dict[str, dict[str, MethodResult]], scale: dict[str, Any] | None,
+           targets: list[Target], notes: list[str], args: argparse.Namespace,
+           seconds: float) -> str:
+    """The whole Markdown report."""
+    parts = [f"# migrate-fs benchmark{' (--quick)' if args.quick else ''}",
+             f"Machine: {machine_line(info)}",
+             f"Median of {args.repeat} round-robin repetitions, warm page cache. files/s and "
+             "MB/s are the files and source bytes covered by the method over its median wall "
+             "time; 'peak RSS' is GNU time's maximum RSS (the largest single process), 'tree "
+             f"RSS' the sampled peak of all the command's processes together (every "
+             f"{SAMPLE_SECONDS} s); 'CPU s' the median user and system CPU time of all its "
+             f"processes. A run marked * was disturbed: other processes used more "
+             f"than {BUSY_SHARE:.0%} of the CPUs during it (the machine is shared); the median "
+             "leaves disturbed runs out when at least one undisturbed run is left.",
+             *[f"Note: {note}" for note in notes]]
+    parts += [export_table(exports[name], results[name]) for name in results]
+    if scale:
+        parts.append(scale_table(scale))
+    parts.append("### targets\n\n" + targets_table(targets))
+    parts.append(f"Total benchmark time: {seconds / 60:.1f} min.")
+    return "\n\n".join(parts) + "\n"
+
+
+def to_json(value: Any) -> Any:
+    """Dataclasses (and their properties that summarise them) as JSON-ready values."""
+    if isinstance(value, MethodResult):
+        return {**to_json(dataclasses.asdict(value)), "median_seconds": value.seconds,
+                "files_per_second": value.files_per_second,
+                "mb_per_second": value.mb_per_second, "peak_rss_mb": value.peak_rss_mb,
+                "cpu_seconds_user_system": value.cpu_seconds,
+                "tree_rss_mb": value.tree_rss_mb}
+    if isinstance(value, Target):
+        return {**dataclasses.asdict(value), "status": value.status}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- main
+
+
+SECTIONS = ("images", "tiny", "multiframe", "scale")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    method_names = [m.name for m in methods()]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="about 10x smaller exports and 500,000 plan rows: a smoke run")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="repetitions per method; the median is reported (default: 3)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
+                        choices=[*SECTIONS, *method_names],
+                        help=f"run only these parts ({', '.join(SECTIONS)}) and/or methods "
+                             f"({', '.join(method_names)}); cp -r always runs")
+    parser.add_argument("--scale-rows", type=int, metavar="N",
+                        help="rows of the synthetic inventory (default: 5,000,000; "
+                             "500,000 with --quick)")
+    parser.add_argument("--scale-part-rows", type=int, default=250_000, metavar="N",
+                        help="rows per Parquet part of the synthetic inventory")
+    parser.add_argument("--timeout", type=float, default=3600, metavar="S",
+                        help="kill a command after S seconds (default: 3600)")
+    parser.add_argument("--no-pretouch", dest="pretouch", action="store_false",
+                        help="do not fault in free memory before each measurement")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.scale_rows is None:
+        args.scale_rows = 500_000 if args.quick else 5_000_000
+    return args
+
+
+def selection(only: list[str]) -> tuple[list[str], list[Method]]:
+    """The sections and methods ``--only`` asks for (all of them by default)."""
+    sections = [s for s in SECTIONS if s in only] or list(SECTIONS)
+    named = {m for m in only if m not in SECTIONS}
+    chosen = [m for m in methods() if not named or m.name in named or m.name == "cp"]
+    return sections, chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_naive"]:
+        return naive_main(argv[1:])
+    args = parse_args(argv)
+    started = time.perf_counter()
+    for folder in (BENCH_DIR, DATA_DIR, TMP_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+    check_disk()
+    tools = ensure_tools()
+    info = machine_info()
+    print(f"Machine: {machine_line(info)}\nLoad average: {info['loadavg']}", flush=True)
+    notes = [pydicom_encoder_note(), *environment_notes()]
+    print("\n".join(notes), flush=True)
+    sections, chosen = selection(args.only)
+    specs = export_specs(args.quick, 0.1 if args.quick else 1.0)
+    exports: dict[str, Export] = {}
+    results: dict[str, dict[str, MethodResult]] = {}
+    for name in ("images", "tiny", "multiframe"):
+        if name not in sections:
+            continue
+        try:
+            exports[name] = export = cached_export(specs[name])
+        except Exception as exc:
+            print(f"{name}: cannot generate the export: {exc}", flush=True)
+            continue
+        section_methods = chosen
+        if name == "multiframe":
+            section_methods = [m for m in methods() if m.name in ("cp", "run-2")]
+        elif tools.get("gdcmscanner") and any(m.name == "gdcmscanner" for m in chosen):
+            gdcm_view(export)
+        results[name] = benchmark_export(export, section_methods, args.repeat, tools,
+                                         args.timeout, args.pretouch)
+    scale = None
+    if "scale" in sections:
+        try:
+            scale = benchmark_plan(args.scale_rows, args.scale_part_rows, args.timeout)
+        except Exception as exc:
+            print(f"scale: failed: {exc!r}", flush=True)
+    if "multiframe" in exports:
+        generator = exports["multiframe"].generator
+        notes.append(f"the multi-frame export was generated in {generator['seconds']:.1f} s "
+                     f"with a peak RSS of {fmt(generator.get('peak_rss_mb'), 0)} MB "
+                     "(streamed pixel data)")
+    targets = check_targets(exports, results, scale)
+    seconds = time.perf_counter() - started
+    markdown = report(info, exports, results, scale, targets, notes, args, seconds)
+    print("\n" + markdown, flush=True)
+    RESULTS_MD.write_text(markdown)
+    RESULTS_JSON.write_text(json.dumps(to_json({
+        "machine": info, "args": vars(args), "notes": notes,
+        "exports": {name: {**to_json(e), "results": to_json(results.get(name, {}))}
+                    for name, e in exports.items()},
+        "scale": scale, "targets": targets, "total_seconds": seconds}), indent=2))
+    print(f"written: {rel(RESULTS_MD)}, {rel(RESULTS_JSON)}")
+    shutil.rmtree(TMP_DIR, ignore_errors=True)
+    return 0
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the project root, for messages."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
