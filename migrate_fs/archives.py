@@ -176,14 +176,22 @@ def _damage(previous: Member | None, exc: BaseException) -> Member:
                   f"the archive cannot be read after byte {offset}: {exc}")
 
 
+def unsafe_name(name: str) -> bool:
+    """An absolute member name (POSIX, Windows drive or UNC) or one with a '..' component."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or name[1:2] == ":"
+
+
+def _unsafe_message(name: str) -> str:
+    return (f"member name {name!r} is absolute or leaves the archive's root: recorded, never "
+            "used as a path")
+
+
 def _member(tf: tarfile.TarFile, info: tarfile.TarInfo) -> Member:
     member = Member(info.name, info.offset, info.size if info.isreg() else 0,
                     int(info.mtime * 1_000_000_000))
-    parts = info.name.replace("\\", "/").split("/")
-    if info.name.startswith(("/", "\\")) or ".." in parts or info.name[1:2] == ":":
-        member.problem = "unsafe_member_path"
-        member.message = (f"member name {info.name!r} is absolute or leaves the archive's root: "
-                          "recorded, never used as a path")
+    if unsafe_name(info.name):
+        member.problem, member.message = "unsafe_member_path", _unsafe_message(info.name)
     elif info.isdir():
         member.problem, member.message = "archive_directory", "a directory entry"
     elif info.issym():
@@ -287,12 +295,10 @@ def _zip_members(path: str) -> Iterator[Member]:
     with zf:
         for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
             member = Member(info.filename, info.header_offset, info.file_size, 0)
-            parts = info.filename.replace("\\", "/").split("/")
             mode = info.external_attr >> 16
-            if info.filename.startswith(("/", "\\")) or ".." in parts or info.filename[1:2] == ":":
+            if unsafe_name(info.filename):
                 member.problem = "unsafe_member_path"
-                member.message = (f"member name {info.filename!r} is absolute or leaves the "
-                                  "archive's root: recorded, never used as a path")
+                member.message = _unsafe_message(info.filename)
             elif info.is_dir():
                 member.problem, member.message = "archive_directory", "a directory entry"
             elif stat.S_ISLNK(mode):
