@@ -17,7 +17,9 @@ from pathlib import Path
 
 from migrate_fs import __version__, manifest
 from migrate_fs.execution import run_inventory, run_plan, run_write
-from migrate_fs.summary import table_text, totals
+from migrate_fs.config import ConfigError, default_toml, describe, load_config
+from migrate_fs.corrections import load_corrections
+from migrate_fs.summary import problem_counts, table_text, totals
 
 
 class RunError(Exception):
@@ -71,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sources(p)
     _common(p)
     _workers(p)
+    _decode_check(p)
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="rules configuration (TOML): its [pixel] settings apply here")
     p = sub.add_parser("plan", help="decide what happens to every object; print the report")
     _common(p)
+    _plan_options(p)
     p = sub.add_parser("write", help="execute the plan: write Part 10 files and the result")
     _common(p)
     _workers(p)
@@ -82,9 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
     _sources(p)
     _common(p, run_required=False)
     _workers(p)
+    _decode_check(p)
+    _plan_options(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
     p.add_argument("--fsync", action="store_true", help="fsync every output file (slower)")
+    p = sub.add_parser("rules", help="print the effective rule set (or --defaults: a config "
+                                     "file with every default)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="rules configuration (TOML)")
+    p.add_argument("--defaults", action="store_true",
+                   help="print the default configuration file, documented")
     return parser
+
+
+def _plan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="rules configuration (TOML); `migrate-fs rules --defaults` prints one")
+    p.add_argument("--corrections", type=Path, metavar="FILE",
+                   help="legacy database corrections (CSV or Parquet): see the README")
+
+
+def _decode_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decode-check", choices=("none", "first", "all"), default=None,
+                   help="decode pixel data in a separate process during the inventory "
+                        "(default: the config's pixel.decode_check, 'none')")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "workers", 1) < 1:
         print("migrate-fs: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.command == "rules":
+        return _rules(args)
     if args.command == "run" and not args.run:
         args.run = args.out.resolve().name or "run"
     try:
@@ -101,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "run": [_inventory, _plan, _write]}[args.command]
         for step in steps:
             step(args)
-    except (RunError, manifest.RunNotFound, FileNotFoundError, ValueError) as exc:
+    except (RunError, manifest.RunNotFound, FileNotFoundError, ValueError,
+            ConfigError) as exc:  # CorrectionsError is a ValueError
         print(f"migrate-fs: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -112,8 +141,11 @@ def _inventory(args: argparse.Namespace) -> None:
     if not args.sources and not args.volumes:
         raise RunError("name at least one source (SRC or --volumes)")
     volume_sets = _volume_sets(args.volumes)
+    config = load_config(args.config)
+    decode = args.decode_check or config.decode_check
     count, read = run_inventory(args.sources, args.manifests, args.run, workers=args.workers,
-                                quiet=args.quiet, volume_sets=volume_sets)
+                                quiet=args.quiet, volume_sets=volume_sets, decode_check=decode,
+                                decoder=config.decoder or None)
     seconds = time.perf_counter() - start
     table = manifest.read_stage(args.manifests, args.run, "inventory", ["kind", "size"])
     if table.num_rows != count:
@@ -130,10 +162,35 @@ def _inventory(args: argparse.Namespace) -> None:
     print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'inventory')}\n")
 
 
+def _rules(args: argparse.Namespace) -> int:
+    if args.defaults:
+        print(default_toml(), end="")
+        return 0
+    try:
+        print(describe(load_config(args.config)))
+    except ConfigError as exc:
+        print(f"migrate-fs: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> None:
-    plan = run_plan(args.manifests, args.run)
+    config = load_config(args.config)
+    corrections = load_corrections(args.corrections) if args.corrections else None
+    plan, orphans = run_plan(args.manifests, args.run, config, corrections)
+    manifest.write_run_info(args.manifests, args.run, plan={
+        "config": config.as_dict(),
+        "corrections": str(args.corrections.resolve()) if args.corrections else None})
     print(f"plan: {totals(plan)}")
     print(table_text(plan, ["action", "reason"]))
+    report = problem_counts(plan)
+    if report:
+        print("problems found (objects per code, including those fixed or only recorded):")
+        print(report)
+    if orphans is not None:
+        path = manifest.run_dir(args.manifests, args.run) / "corrections_orphans.parquet"
+        manifest.write_table(path, orphans)
+        print(f"corrections: {orphans.num_rows} rows match no object (orphans): {path}")
     print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'plan')}\n")
 
 

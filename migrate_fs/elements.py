@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -72,6 +72,13 @@ class Window:
         return data[index:index + n]
 
 
+class ElementScan(Protocol):
+    """What :func:`walk_dataset` calls for each element (see :mod:`migrate_fs.scan`)."""
+
+    def element(self, win: Window, path: str, tag: int, vr: bytes | None, length: int,
+                pos: int, implicit: bool, little: bool) -> int: ...
+
+
 @dataclass
 class Walk:
     """What a walk over one dataset found."""
@@ -102,8 +109,11 @@ def element_header(win: Window, pos: int, implicit: bool, little: bool
 
 
 def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,
-                 wanted: frozenset[int], walk: Walk) -> Walk:
+                 wanted: frozenset[int], walk: Walk, scan: ElementScan | None = None) -> Walk:
     """Walk the top-level elements from ``pos`` to the end of the object into ``walk``.
+
+    ``scan`` (a :class:`migrate_fs.scan.Scanner`) is shown every element but the pixel data,
+    sequences included, so that values the rules need are noted in the same pass.
 
     ``walk`` keeps what was found before an exception: the UIDs of a truncated object.
     """
@@ -144,13 +154,16 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,
             if tag in wanted:
                 walk.values[tag] = (vr, None)
             # Undefined length: a sequence, or UN whose content is implicit VR little endian.
-            pos = skip_items(win, value, little, implicit or vr == b"UN")
+            pos = skip_items(win, value, little, implicit or vr == b"UN") if scan is None else \
+                scan.element(win, "", tag, vr, length, value, implicit, little)
             continue
         if value + length > size:
             raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} "
                             f"bytes, the object holds {size - value}")
         if tag in wanted:
             walk.values[tag] = (vr, win.bytes(value, length))
+        if scan is not None:
+            scan.element(win, "", tag, vr, length, value, implicit, little)
         pos = value + length
     walk.end = pos
     return walk

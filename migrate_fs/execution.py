@@ -23,6 +23,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from migrate_fs import manifest
+from migrate_fs.config import Config
 from migrate_fs.inventory import inventory_members, inventory_row
 from migrate_fs.sources import SourceObject, iter_sources
 from migrate_fs.writer import execute, execute_members
@@ -84,22 +85,25 @@ def bytes_read_so_far() -> int:
     return 0
 
 
-def _inventory_batch(batch: list[SourceObject], folder: Path, name: str) -> tuple[int, int]:
+def _inventory_batch(batch: list[SourceObject], folder: Path, name: str,
+                     decode_check: str = "none", decoder: str | None = None) -> tuple[int, int]:
     _quiet_worker()
     before = bytes_read_so_far()
-    rows = [inventory_row(o) for o in batch]
+    rows = [inventory_row(o, decode_check, decoder) for o in batch]
     read = bytes_read_so_far() - before
     manifest.write_part(folder, name, rows, "inventory")
     return len(batch), read
 
 
-def _inventory_archive(paths: list[str], folder: Path, key: str) -> tuple[int, int]:
+def _inventory_archive(paths: list[str], folder: Path, key: str,
+                       decode_check: str = "none", decoder: str | None = None) -> tuple[int, int]:
     """Inventory the members of one dump, front to back; parts are named after the dump."""
     _quiet_worker()
     before = bytes_read_so_far()
     _forget_archive(folder, key)
     count = 0
-    for index, rows in enumerate(batched(inventory_members(paths), ARCHIVE_PART_ROWS)):
+    for index, rows in enumerate(batched(inventory_members(paths, decode_check, decoder),
+                                         ARCHIVE_PART_ROWS)):
         manifest.write_part(folder, f"a{key}-{index:06d}", rows, "inventory")
         count += len(rows)
     (folder / f".a{key}.done").write_text(str(count))
@@ -136,8 +140,8 @@ def _file_key(paths: list[str]) -> str:
 
 
 def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
-                  quiet: bool = False, volume_sets: list[list[str]] | None = None
-                  ) -> tuple[int, int]:
+                  quiet: bool = False, volume_sets: list[list[str]] | None = None,
+                  decode_check: str = "none", decoder: str | None = None) -> tuple[int, int]:
     """Inventory every object below ``roots`` and in every archive found there or given as
     ``volume_sets``; returns (objects, bytes the readers read)."""
     folder = manifest.stage_dir(manifests, run, "inventory")
@@ -148,12 +152,13 @@ def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
     def tasks() -> Iterator[Any]:
         nonlocal resumed
         for index, batch in enumerate(batched(iter_sources(roots), INVENTORY_BATCH)):
-            name = f"part-{index:06d}-{_key((o.locator, o.size, o.mtime_ns) for o in batch)}"
+            name = f"part-{index:06d}-{_key((o.locator, o.size, o.mtime_ns) for o in batch)}" \
+                + ("" if decode_check == "none" else f"-d{decode_check}")
             current.add(name)
             if name in existing:
                 resumed += len(batch)
                 continue
-            yield delayed(_inventory_batch)(batch, folder, name)
+            yield delayed(_inventory_batch)(batch, folder, name, decode_check, decoder)
 
     done = read = 0
     with _progress("inventory", quiet) as bar:
@@ -169,7 +174,9 @@ def run_inventory(roots: list[str], manifests: Path, run: str, *, workers: int,
             if found is not None else []
         archives += [list(v) for v in volume_sets or []]
         archive_tasks, archive_resumed = _archive_tasks(
-            archives, folder, lambda p, k: delayed(_inventory_archive)(p, folder, k), _file_key)
+            archives, folder,
+            lambda p, k: delayed(_inventory_archive)(p, folder, k, decode_check, decoder),
+            lambda p: _file_key(p) + ("" if decode_check == "none" else decode_check[0]))
         for count, batch_read in _parallel(workers)(archive_tasks):
             done += count
             read += batch_read
@@ -264,16 +271,22 @@ def _iter_rows(table: pa.Table, chunk: int = 4096) -> Iterator[dict[str, Any]]:
         yield from table.slice(start, chunk).to_pylist()
 
 
-def run_plan(manifests: Path, run: str) -> pa.Table:
+def run_plan(manifests: Path, run: str, config: Config | None = None,
+             corrections: pa.Table | None = None) -> tuple[pa.Table, pa.Table | None]:
     """Decide for the whole run and write the plan, one part per inventory part.
 
     Only the columns the decisions need are held for the whole run; each part is then read in
-    full, joined with its decisions and written. Returns the action, reason and size columns.
+    full, joined with its decisions and written. Returns the action, reason and size columns,
+    and the corrections rows that matched no object (None without corrections).
     """
-    from migrate_fs.plan import DECISION_INPUT, attach, decide
+    from migrate_fs.corrections import apply_corrections
+    from migrate_fs.plan import CORRECTION_INPUT, DECISION_INPUT, attach, decide
 
     narrow = manifest.read_stage(manifests, run, "inventory", DECISION_INPUT)
-    decided = decide(narrow)
+    applied = apply_corrections(narrow.select(CORRECTION_INPUT), corrections) \
+        if corrections is not None else None
+    decided = decide(narrow, config, applied)
+    orphans = applied.orphans if applied is not None else None
     source = manifest.stage_dir(manifests, run, "inventory")
     folder = manifest.stage_dir(manifests, run, "plan")
     old = manifest.part_names(folder)
@@ -285,4 +298,6 @@ def run_plan(manifests: Path, run: str) -> pa.Table:
                             "plan")
         offset += part.num_rows
     manifest.remove_parts(folder, old - set(names))
-    return decided.select(["action", "reason"]).append_column("size", narrow.column("size"))
+    summary = decided.select(["action", "reason", "problems"]).append_column(
+        "size", narrow.column("size"))
+    return summary, orphans

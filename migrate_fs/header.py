@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -21,6 +22,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from migrate_fs import pixels
 from migrate_fs.elements import VALID_VRS
 from migrate_fs.problems import Problem
 
@@ -53,8 +55,18 @@ ATTRIBUTES: dict[str, str] = {
     "series_number": "SeriesNumber",
     "instance_number": "InstanceNumber",
     "specific_character_set": "SpecificCharacterSet",
+    "issuer_of_patient_id": "IssuerOfPatientID",
+    "lossy_image_compression": "LossyImageCompression",
 }
 
+
+# Attributes of the patient, study, series and instance modules whose presence the
+# required-attributes rule checks (which of them are required, and how a missing one is fixed,
+# is the rules configuration's business: see migrate_fs/config.py).
+REQUIRED_CANDIDATES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                       "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName",
+                       "StudyID", "AccessionNumber", "Modality", "SeriesInstanceUID",
+                       "SeriesNumber", "SOPClassUID", "SOPInstanceUID", "InstanceNumber")
 
 IDENTIFYING = ("sop_class_uid", "sop_instance_uid", "study_instance_uid", "series_instance_uid")
 
@@ -91,6 +103,11 @@ class Header:
     problems: list[Problem] = field(default_factory=list)
     media_storage_sop_class_uid: str | None = None
     dataset: Dataset | None = None
+    # (tag path, VR, raw value) of the elements the rules must see (see migrate_fs/scan.py).
+    elements: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # REQUIRED_CANDIDATES keywords that are absent, and those present with an empty value.
+    missing: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
 
     def problem(self, code: str, message: str) -> None:
         self.problems.append(Problem(code, message))
@@ -173,15 +190,68 @@ def classify(header: Header, has_directory_records: bool) -> None:
         header.problem("dicomdir", "a DICOMDIR media directory")
         return
     header.kind = "part10" if header.has_file_meta else "raw"
-    missing = [ATTRIBUTES[c] for c in IDENTIFYING if not attrs[c]]
+    missing = [ATTRIBUTES[c] for c in ("sop_class_uid", "sop_instance_uid") if not attrs[c]]
     if missing and not header.problems_blocking():
         header.problem("missing_uid", "missing or empty: " + ", ".join(missing))
+
+
+def note_presence(header: Header, present: dict[str, bytes | None]) -> None:
+    """Fill ``missing`` and ``empty`` from the raw values of REQUIRED_CANDIDATES found."""
+    if header.kind not in ("part10", "raw"):
+        return
+    for keyword in REQUIRED_CANDIDATES:
+        if keyword not in present:
+            header.missing.append(keyword)
+        elif not (present[keyword] or b"").strip(b"\x00 "):
+            header.empty.append(keyword)
 
 
 @functools.lru_cache(maxsize=1024)
 def is_image_storage(sop_class_uid: str | None) -> bool:
     """True for SOP classes whose instances must carry pixel data (any '... Image Storage')."""
     return bool(sop_class_uid) and "Image Storage" in UID(sop_class_uid).name
+
+
+@dataclass(frozen=True)
+class ImagePixel:
+    """The Image Pixel attributes the pixel data length depends on (None: absent)."""
+
+    rows: int | None = None
+    columns: int | None = None
+    samples_per_pixel: int | None = None
+    bits_allocated: int | None = None
+    number_of_frames: int | None = None
+
+
+PIXEL_KEYWORDS = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "NumberOfFrames")
+
+
+def check_pixel_data(header: Header, image: ImagePixel, fp: BinaryIO | None = None) -> None:
+    """Native pixel data of the wrong length, encapsulated pixel data whose item structure is
+    broken (item headers read from ``fp``, never the fragments), lossy compression."""
+    if header.kind not in ("part10", "raw") or header.problems_blocking():
+        return
+    if header.pixel_data_encapsulated and fp is not None and header.pixel_data_length:
+        start = header.pixel_data_offset + (8 if header.is_implicit_vr else 12)  # type: ignore[operator]
+        try:
+            broken = pixels.check_fragments_in_file(fp, start, header.pixel_data_length,
+                                                    bool(header.is_little_endian),
+                                                    image.number_of_frames)
+        except (OSError, ValueError):  # a stream that cannot seek back: not checked here
+            broken = None
+        if broken:
+            header.problem("pixel_data_corrupt", broken)
+    if header.pixel_data_offset is not None and not header.pixel_data_encapsulated \
+            and header.pixel_data_length is not None:
+        message = pixels.check_native_length(
+            header.pixel_data_length, image.rows, image.columns, image.samples_per_pixel,
+            image.bits_allocated, image.number_of_frames)
+        if message:
+            header.problem("pixel_data_length_mismatch", message)
+    lossy = pixels.lossy(header.transfer_syntax or "", header.attributes.get(
+        "lossy_image_compression"))
+    if lossy:
+        header.problem("lossy_compression", lossy)
 
 
 def check_pixel_data_present(header: Header, present: bool, has_rows_columns: bool) -> None:

@@ -7,8 +7,11 @@ manifest folder.
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Iterator
 from typing import Any
+
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs.archives import (
     STREAM_ERRORS,
@@ -17,6 +20,7 @@ from migrate_fs.archives import (
     archive_kind,
     iter_members,
 )
+from migrate_fs.decode import DecodeOutcome, DecoderGuard
 from migrate_fs.header import ATTRIBUTES, Header
 from migrate_fs.reader import read_header
 from migrate_fs.sources import SourceObject, object_id
@@ -27,8 +31,16 @@ ENTRY_KINDS = {"not_regular_file": "not_regular_file", "unreadable_source": "unr
                "undecodable_path": "unreadable"}
 
 
-def inventory_row(obj: SourceObject) -> dict[str, Any]:
-    """The inventory row of one source object; never raises for a bad object."""
+MAX_MEMBER_DECODE = 256 << 20  # an archive member is decode-checked from memory up to this size
+
+
+def inventory_row(obj: SourceObject, decode_check: str = "none",
+                  decoder_name: str | None = None) -> dict[str, Any]:
+    """The inventory row of one source object; never raises for a bad object.
+
+    ``decode_check`` (``first`` or ``all``) also decodes the pixel data, in the worker's
+    decoder process (:mod:`migrate_fs.decode`), recording what went wrong as a problem.
+    """
     row: dict[str, Any] = {"object_id": obj.object_id, "locator": obj.locator,
                            "source": obj.source, "size": obj.size, "mtime_ns": obj.mtime_ns}
     if obj.entry_problem:
@@ -45,7 +57,39 @@ def inventory_row(obj: SourceObject) -> dict[str, Any]:
     _header_columns(row, header)
     if header.kind == "not_dicom" and obj.size >= TAR_MAGIC_OFFSET + 5:
         archive_row_kind(obj, row)
+    elif decode_check != "none" and _decodable(header):
+        try:
+            _decode_problem(row, decoder(decoder_name).check(decode_check, path=obj.locator))
+        except OSError as exc:  # the file went away between the header read and the check
+            row["problems"] = [*row["problems"], {"code": "unreadable_source",
+                                                  "message": f"decode check: {exc}"}]
     return row
+
+
+def _decodable(header: Header) -> bool:
+    """An instance with pixel data and nothing that already stops it."""
+    return header.kind in ("part10", "raw") and not header.problems_blocking() and (
+        header.pixel_data_offset is not None
+        or header.transfer_syntax == DeflatedExplicitVRLittleEndian)
+
+
+def _decode_problem(row: dict[str, Any], outcome: DecodeOutcome) -> None:
+    if outcome.code:
+        row["problems"] = [*row["problems"], {"code": outcome.code,
+                                              "message": outcome.message or ""}]
+
+
+_DECODERS: dict[str | None, DecoderGuard] = {}
+
+
+def decoder(name: str | None = None) -> DecoderGuard:
+    """This worker's decoder process (``name``: a 'module:function' decode function), started
+    on first use and reused; the guard restarts it after a crash."""
+    guard = _DECODERS.get(name)
+    if guard is None:
+        guard = _DECODERS[name] = DecoderGuard(decoder=name or None)
+        atexit.register(guard.close)
+    return guard
 
 
 def _header_columns(row: dict[str, Any], header: Header) -> None:
@@ -62,6 +106,9 @@ def _header_columns(row: dict[str, Any], header: Header) -> None:
         pixel_data_length=header.pixel_data_length,
         pixel_data_encapsulated=header.pixel_data_encapsulated,
         problems=[p.as_row() for p in header.problems],
+        elements=[{"tag": t, "vr": vr, "value": v} for t, vr, v in header.elements],
+        missing=header.missing,
+        empty=header.empty,
     )
     for column in ATTRIBUTES:
         row[column] = header.attributes.get(column)
@@ -85,7 +132,8 @@ def member_locator(archive: str, name: str, offset: int) -> str:
     return f"{archive}::{name}@{offset}"
 
 
-def inventory_members(paths: list[str]) -> Iterator[dict[str, Any]]:
+def inventory_members(paths: list[str], decode_check: str = "none",
+                      decoder_name: str | None = None) -> Iterator[dict[str, Any]]:
     """One inventory row per entry of a dump, streamed front to back, nothing extracted."""
     archive = paths[0]
     volumes = paths if len(paths) > 1 else None
@@ -107,7 +155,7 @@ def inventory_members(paths: list[str]) -> Iterator[dict[str, Any]]:
             row["kind"] = MEMBER_KINDS.get(member.problem, "unreadable")
             row["problems"] = [{"code": member.problem, "message": member.message or ""}]
         else:
-            _read_member(member, row)
+            _read_member(member, row, decode_check, decoder_name)
         if last is not None:
             yield last
         last = row
@@ -119,13 +167,26 @@ MEMBER_KINDS = {"archive_directory": "not_regular_file", "archive_symlink": "not
                 "archive_hardlink": "not_regular_file", "archive_special": "not_regular_file"}
 
 
-def _read_member(member: Member, row: dict[str, Any]) -> None:
+def _read_member(member: Member, row: dict[str, Any], decode_check: str,
+                 decoder_name: str | None) -> None:
     assert member.stream is not None
     try:
         header = read_header(member.stream, member.size)
+        data = None
+        if decode_check != "none" and _decodable(header) and member.size <= MAX_MEMBER_DECODE:
+            member.stream.seek(0)
+            data = member.stream.read(member.size)
     except STREAM_ERRORS as exc:
         row["kind"] = "unreadable"
         row["problems"] = [{"code": "archive_truncated",
                             "message": f"the member cannot be read to its end: {exc}"}]
         return
+    except OSError:  # a member of a compressed dump cannot be re-read past its first 4 MB
+        data = None
     _header_columns(row, header)
+    if decode_check != "none" and _decodable(header):
+        if data is None:
+            row["problems"].append({"code": "decoder_unavailable", "message": (
+                "decode check skipped: the member is too large to check from memory")})
+        else:
+            _decode_problem(row, decoder(decoder_name).check(decode_check, data=data))

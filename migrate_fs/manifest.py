@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 
 from migrate_fs.header import ATTRIBUTES
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 STAGES = ("inventory", "plan", "result")
 
 PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string())])
+ELEMENT = pa.struct([("tag", pa.string()), ("vr", pa.string()), ("value", pa.binary())])
 CHANGE = pa.struct([("tag", pa.string()), ("keyword", pa.string()), ("old", pa.string()),
                     ("new", pa.string()), ("rule", pa.string())])
 
@@ -48,9 +49,16 @@ _INVENTORY = [
     ("pixel_data_length", pa.int64()),
     ("pixel_data_encapsulated", pa.bool_()),
     *[(column, pa.string()) for column in ATTRIBUTES],
+    ("elements", pa.list_(ELEMENT)),
+    ("missing", pa.list_(pa.string())),
+    ("empty", pa.list_(pa.string())),
     ("problems", pa.list_(PROBLEM)),
 ]
 _PLAN = [
+    ("output_patient_id", pa.string()),
+    ("output_study_instance_uid", pa.string()),
+    ("output_series_instance_uid", pa.string()),
+    ("output_sop_instance_uid", pa.string()),
     ("action", pa.string()),
     ("reason", pa.string()),
     ("output_path", pa.string()),
@@ -102,6 +110,13 @@ def write_part(folder: Path, name: str, rows: list[dict[str, Any]] | pa.Table,
         os.fsync(f.fileno())
     os.replace(tmp, final)
     return final
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write a side table (such as the corrections orphans) atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
 
 
 def part_names(folder: Path) -> set[str]:

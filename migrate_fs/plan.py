@@ -11,6 +11,8 @@ Python-level work is done once per distinct patient, study and series value, not
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,13 +23,15 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from migrate_fs.config import Config
+from migrate_fs.corrections import Applied, apply_corrections
 from migrate_fs.manifest import CHANGE, PROBLEM
 from migrate_fs.paths import sanitize_component
 from migrate_fs.problems import CATALOGUE
+from migrate_fs.rules import RuleInput, RuleOutput, apply_rules
 
 NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
                    DeflatedExplicitVRLittleEndian]
-BLOCKING = pa.array(sorted(c for c, code in CATALOGUE.items() if code.severity != "warning"))
 SKIPPING = pa.array(sorted(c for c, code in CATALOGUE.items() if code.severity == "skip"))
 
 
@@ -37,16 +41,25 @@ def output_transfer_syntax(source_syntax: str) -> str:
 
 
 # The inventory columns the decisions need: the plan reads only these for the whole run.
-DECISION_INPUT = ["object_id", "locator", "size", "problems", "patient_id",
+DECISION_INPUT = ["object_id", "locator", "size", "kind", "problems", "patient_id",
                   "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-                  "transfer_syntax"]
-DECISIONS = ["problems", "action", "reason", "output_path", "output_transfer_syntax",
-             "duplicate_of", "changes"]
+                  "transfer_syntax", "elements", "missing", "empty", "specific_character_set",
+                  "modality", "series_number", "accession_number", "study_date", "patient_name",
+                  "issuer_of_patient_id", "patient_birth_date", "patient_sex"]
+DECISIONS = ["problems", "output_patient_id", "output_study_instance_uid",
+             "output_series_instance_uid", "output_sop_instance_uid", "action", "reason",
+             "output_path", "output_transfer_syntax", "duplicate_of", "changes"]
+# Identifying columns and the top-level tag whose change gives their output value.
+OUTPUT_IDS = {"patient_id": "(0010,0020)", "study_instance_uid": "(0020,000D)",
+              "series_instance_uid": "(0020,000E)", "sop_instance_uid": "(0008,0018)"}
 
 
-def make_plan(inventory: pa.Table) -> pa.Table:
+def make_plan(inventory: pa.Table, config: Config | None = None,
+              corrections: pa.Table | None = None) -> pa.Table:
     """The plan table: the inventory's columns plus action, reason, output path and more."""
-    return attach(inventory, decide(inventory.select(DECISION_INPUT)))
+    applied = apply_corrections(inventory.select(CORRECTION_INPUT), corrections) \
+        if corrections is not None else None
+    return attach(inventory, decide(inventory.select(DECISION_INPUT), config, applied))
 
 
 def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
@@ -58,23 +71,31 @@ def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
     return table
 
 
-def decide(table: pa.Table) -> pa.Table:
+def decide(table: pa.Table, config: Config | None = None,
+           corrections: Applied | None = None) -> pa.Table:
     """The decision columns (see DECISIONS) for each row of ``table``, in the same row order.
+
+    ``corrections`` is the legacy database's corrections applied to the same rows
+    (:func:`migrate_fs.corrections.apply_corrections` on the CORRECTION_INPUT columns).
 
     "First" (of duplicates) means first in locator order, whatever order the rows come in.
     """
+    config = config or Config()
     n = table.num_rows
     problems = table.column("problems").combine_chunks() if n else pa.array([], pa.list_(PROBLEM))
     order = pc.sort_indices(table.column("locator")).to_numpy()
-    reason = _first_blocking_code(problems, n)
+    policies = config.code_policies()
+    reason = _first_blocking_code(problems, n, policies)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
-    path = _output_paths(table, candidate)
+    added: dict[int, list[tuple[str, str]]] = {}
+    changes, ids = _rule_decisions(table, candidate, reason, added, config, corrections)
+    candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
+    path = _output_paths(ids, candidate)
     object_id = table.column("object_id").combine_chunks()
     duplicate_of = np.full(n, -1, dtype=np.int64)
-    added: dict[int, tuple[str, str]] = {}
     for code, what, key in (
             ("duplicate_sop_instance_uid", "same SOPInstanceUID as",
-             table.column("sop_instance_uid")),
+             ids["sop_instance_uid"]),
             ("output_path_collision", "output path differs only in letter case from that of",
              pc.utf8_lower(path))):
         later, kept = _later_copies(key, order[candidate[order]])
@@ -82,21 +103,120 @@ def decide(table: pa.Table) -> pa.Table:
         candidate[later] = False
         duplicate_of[later] = kept
         for row, kept_id in zip(later.tolist(), object_id.take(pa.array(kept)).to_pylist()):
-            added[row] = (code, f"{what} object {kept_id}")
+            added.setdefault(row, []).append((code, f"{what} object {kept_id}"))
     reasons = pa.array(reason, pa.string())
     keep = pa.array(candidate)
     ts = table.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string())
     out_ts = pc.if_else(pc.is_in(ts, pa.array(NATIVE_SYNTAXES)), ExplicitVRLittleEndian, ts)
+    actions = pc.if_else(pc.is_null(reasons), "migrate",
+                         pc.if_else(pc.is_in(reasons, SKIPPING), "skip", "quarantine"))
     return pa.table({
         "problems": _append_problems(problems, added),
-        "action": pc.if_else(pc.is_null(reasons), "migrate",
-                             pc.if_else(pc.is_in(reasons, SKIPPING), "skip", "quarantine")),
+        **{f"output_{c}": ids[c] for c in OUTPUT_IDS},
+        "action": actions,
         "reason": reasons,
         "output_path": pc.if_else(keep, path, pa.scalar(None, pa.string())),
         "output_transfer_syntax": pc.if_else(keep, out_ts, pa.scalar(None, pa.string())),
         "duplicate_of": _take_or_null(object_id, duplicate_of),
-        "changes": pa.array([[]] * n, pa.list_(CHANGE)),
+        "changes": changes,
     })
+
+
+def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
+                    added: dict[int, list[tuple[str, str]]], config: Config,
+                    applied: Applied | None) -> tuple[pa.Array, dict[str, pa.Array]]:
+    """Apply corrections and rules to the candidate rows: their changes, their output
+    identifiers, and (in ``reason`` and ``added``) what they found."""
+    n = table.num_rows
+    ids = {c: table.column(c).combine_chunks() if n else pa.array([], pa.string())
+           for c in OUTPUT_IDS}
+    corrected: list[list[Any]] = [[] for _ in range(n)] if applied is not None else []
+    if applied is not None and n:
+        for row, (row_changes, row_problems) in enumerate(zip(applied.changes.to_pylist(),
+                                                              applied.problems.to_pylist())):
+            corrected[row] = [(c["tag"], c["keyword"], c["old"], c["new"], c["rule"])
+                              for c in row_changes or []]
+            for p in row_problems or []:
+                added.setdefault(row, []).append((p["code"], p["message"]))
+                if reason[row] is None and _blocks(p["code"], config):
+                    reason[row] = p["code"]
+    rows = np.flatnonzero(candidate & _has_rule_input(table, corrected))
+    per_row: dict[int, list[Any]] = {}
+    if len(rows):
+        take = pa.array(rows)
+        columns = {c: table.column(c).take(take).to_pylist() for c in
+                   ("elements", "missing", "empty", "specific_character_set",
+                    *CONTEXT_COLUMNS.values())}
+        cache: dict[RuleInput, RuleOutput] = {}
+        generated = {k for k, how in config.required.items() if how == "generate"}
+        for i, row in enumerate(rows.tolist()):
+            lacking = set(columns["missing"][i] or ()) | set(columns["empty"][i] or ())
+            obj = RuleInput(
+                elements=tuple((e["tag"], e["vr"], e["value"]) for e in columns["elements"][i]
+                               or ()),
+                charset=columns["specific_character_set"][i],
+                missing=tuple(columns["missing"][i] or ()),
+                empty=tuple(columns["empty"][i] or ()),
+                context=tuple((k, columns[c][i]) for k, c in CONTEXT_COLUMNS.items())
+                if lacking & generated else (),
+                corrections=tuple(corrected[row]) if corrected else ())
+            result = cache.get(obj)
+            if result is None:
+                result = cache[obj] = apply_rules(obj, config)
+            for code, message, blocks in result.problems:
+                added.setdefault(row, []).append((code, message))
+                if blocks and reason[row] is None:
+                    reason[row] = code
+            per_row[row] = result.changes
+    for row, row_changes in enumerate(corrected):  # rows the rules did not see
+        if row_changes and row not in per_row:
+            per_row[row] = row_changes
+    for column, tag in OUTPUT_IDS.items():
+        updates = {row: c[3] for row, cs in per_row.items() for c in cs if c[0] == tag}
+        if updates:
+            values = ids[column].to_pylist()
+            for row, value in updates.items():
+                values[row] = value
+            ids[column] = pa.array(values, pa.string())
+    return _changes_array(per_row, n), ids
+
+
+CORRECTION_INPUT = ["study_instance_uid", "accession_number", "patient_id", "patient_name",
+                    "issuer_of_patient_id", "patient_birth_date", "patient_sex"]
+CONTEXT_COLUMNS = {"StudyInstanceUID": "study_instance_uid", "Modality": "modality",
+                   "SeriesNumber": "series_number", "PatientID": "patient_id",
+                   "AccessionNumber": "accession_number", "StudyDate": "study_date"}
+
+
+def _blocks(code: str, config: Config) -> bool:
+    policy = config.code_policies().get(code)
+    return policy == "quarantine" if policy else CATALOGUE[code].severity != "warning"
+
+
+def _has_rule_input(table: pa.Table, corrected: list[list[Any]]) -> np.ndarray:
+    """Rows with anything for the rules to look at (most rows of a clean archive have not)."""
+    n = table.num_rows
+    mask = np.zeros(n, dtype=bool)
+    for column in ("elements", "missing", "empty"):
+        lengths = pc.fill_null(pc.list_value_length(table.column(column)), 0)
+        mask |= np.asarray(lengths.to_numpy(zero_copy_only=False)) > 0
+    if corrected:
+        mask |= np.fromiter((bool(c) for c in corrected), dtype=bool, count=n)
+    charset = table.column("specific_character_set")
+    mask |= np.asarray(pc.is_valid(charset).to_numpy(zero_copy_only=False))
+    return mask
+
+
+def _changes_array(per_row: dict[int, list[Any]], n: int) -> pa.Array:
+    """The changes column: a list of change structs per row (empty for most)."""
+    lengths = np.zeros(n, dtype=np.int64)
+    flat: list[dict[str, Any]] = []
+    for row in sorted(per_row):
+        lengths[row] = len(per_row[row])
+        flat += [{"tag": t, "keyword": k, "old": o, "new": v, "rule": r}
+                 for t, k, o, v, r in per_row[row]]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, CHANGE))
 
 
 def _take_or_null(values: pa.Array, indices: np.ndarray) -> pa.Array:
@@ -104,17 +224,23 @@ def _take_or_null(values: pa.Array, indices: np.ndarray) -> pa.Array:
     return values.take(pa.array(np.maximum(indices, 0), mask=indices < 0))
 
 
-def _first_blocking_code(problems: pa.ListArray, n: int) -> np.ndarray:
+def _first_blocking_code(problems: pa.ListArray, n: int, policies: dict[str, str]) -> np.ndarray:
     """Per row, the first problem code that stops migration (None where there is none)."""
     reason = np.full(n, None, dtype=object)
     if n == 0 or len(problems.flatten()) == 0:
         return reason
     codes = problems.flatten().field("code")
     parents = pc.list_parent_indices(problems).to_numpy()
-    blocking = pc.is_in(codes, BLOCKING).to_numpy(zero_copy_only=False)
+    blocking_codes = {c for c in CATALOGUE if _blocks_by(c, policies)}
+    blocking = pc.is_in(codes, pa.array(sorted(blocking_codes))).to_numpy(zero_copy_only=False)
     rows, first = np.unique(parents[blocking], return_index=True)
     reason[rows] = np.array(codes.filter(pa.array(blocking)).to_pylist(), dtype=object)[first]
     return reason
+
+
+def _blocks_by(code: str, policies: dict[str, str]) -> bool:
+    policy = policies.get(code)
+    return policy == "quarantine" if policy else CATALOGUE[code].severity != "warning"
 
 
 def _sanitized(values: pa.Array) -> pa.Array:
@@ -124,16 +250,17 @@ def _sanitized(values: pa.Array) -> pa.Array:
     return names.take(encoded.indices)
 
 
-def _output_paths(table: pa.Table, candidate: np.ndarray, chunk: int = 500_000) -> pa.Array:
-    """``P/ST/SE/SOP.dcm`` for the candidate rows (null elsewhere)."""
-    n = table.num_rows
+def _output_paths(ids: dict[str, pa.Array], candidate: np.ndarray,
+                  chunk: int = 500_000) -> pa.Array:
+    """``P/ST/SE/SOP.dcm`` from the output identifiers of the candidate rows (null elsewhere)."""
+    n = len(candidate)
     rows = np.flatnonzero(candidate)
     if len(rows) == 0:
         return pa.nulls(n, pa.string())
     take = pa.array(rows)
-    parts = [_sanitized(table.column(c).take(take).combine_chunks()) for c in
+    parts = [_sanitized(ids[c].take(take)) for c in
              ("patient_id", "study_instance_uid", "series_instance_uid")]
-    sop_uids = table.column("sop_instance_uid").take(take).combine_chunks()
+    sop_uids = ids["sop_instance_uid"].take(take)
     sop = pa.concat_arrays([  # every SOP UID is distinct: sanitized in chunks, bounded memory
         pa.array([sanitize_component(v) + ".dcm" for v in
                   sop_uids.slice(i, chunk).to_pylist()], pa.string())
@@ -158,16 +285,17 @@ def _later_copies(key: pa.ChunkedArray | pa.Array, rows: np.ndarray
     return rows[later], rows[first[inverse[later]]]
 
 
-def _append_problems(problems: pa.ListArray, added: dict[int, tuple[str, str]]) -> pa.Array:
-    """``problems`` with one more entry at the end of each row listed in ``added``."""
+def _append_problems(problems: pa.ListArray, added: dict[int, list[tuple[str, str]]]
+                     ) -> pa.Array:
+    """``problems`` with the entries of ``added`` appended to their rows."""
     if not added:
         return problems
     offsets = problems.offsets.to_numpy()
     offsets = offsets - offsets[0]
     lengths = np.diff(offsets)
-    extra = np.zeros(len(lengths), dtype=np.int64)
     rows = np.array(sorted(added))
-    extra[rows] = 1
+    extra = np.zeros(len(lengths), dtype=np.int64)
+    extra[rows] = [len(added[r]) for r in rows]
     new_offsets = np.concatenate([[0], np.cumsum(lengths + extra)])
     old_values = problems.flatten()
     # Where each old value and each added value goes in the new flat values.
@@ -175,8 +303,12 @@ def _append_problems(problems: pa.ListArray, added: dict[int, tuple[str, str]]) 
     take = np.empty(new_offsets[-1], dtype=np.int64)
     take[new_offsets[parents] + (np.arange(len(old_values)) - offsets[parents])] = \
         np.arange(len(old_values))
-    take[new_offsets[rows] + lengths[rows]] = len(old_values) + np.arange(len(rows))
-    new_values = pa.array([{"code": added[r][0], "message": added[r][1]} for r in rows], PROBLEM)
+    new_rows = np.repeat(rows, extra[rows])
+    within = np.concatenate([np.arange(extra[r]) for r in rows])
+    take[new_offsets[new_rows] + lengths[new_rows] + within] = \
+        len(old_values) + np.arange(len(new_rows))
+    new_values = pa.array([{"code": c, "message": m} for r in rows for c, m in added[r]],
+                          PROBLEM)
     values = pa.concat_arrays([old_values, new_values]).take(pa.array(take))
     return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values)
 

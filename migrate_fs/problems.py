@@ -48,8 +48,8 @@ CATALOGUE: dict[str, Code] = {
         Code("unsupported_transfer_syntax", "error",
              "The transfer syntax is not one migrate-fs can re-encode or splice."),
         Code("missing_uid", "error",
-             "SOPClassUID, SOPInstanceUID, StudyInstanceUID or SeriesInstanceUID is missing "
-             "or empty."),
+             "SOPClassUID or SOPInstanceUID is missing or empty: the object has no identity "
+             "(a missing study or series UID is missing_attribute)."),
         Code("archive", "skip",
              "An archive (tar: plain, gz, bz2 or xz; or zip) found in the export: not migrated itself; "
              "each of its members has a row of its own."),
@@ -86,6 +86,61 @@ CATALOGUE: dict[str, Code] = {
         Code("undecodable_text", "warning",
              "A text value could not be decoded with the declared character set; the manifest "
              "shows it with replacement characters, the output keeps the original bytes."),
+        # Found by the rules in the plan; the rules configuration ([rules], [required],
+        # [problems]) decides whether each quarantines or is only recorded (or fixed).
+        Code("missing_character_set", "error",
+             "Text with non-ASCII bytes and no Specific Character Set; nothing is guessed. Add "
+             "an override for \"\" in [charset.overrides] (the message hints at the bytes)."),
+        Code("invalid_character_set", "error",
+             "The Specific Character Set is not a DICOM defined term (e.g. 'Not Supplied'); "
+             "add an override for it in [charset.overrides]."),
+        Code("trailing_nul", "warning", "A text value ends in NUL bytes (rule trailing_nul)."),
+        Code("invalid_date", "warning", "A DA value is not YYYYMMDD (rule date_format)."),
+        Code("invalid_time", "warning", "A TM value is not HHMMSS.FFFFFF (rule time_format)."),
+        Code("invalid_datetime", "warning",
+             "A DT value is not YYYYMMDDHHMMSS.FFFFFF&ZZXX (rule datetime_format)."),
+        Code("invalid_decimal_string", "warning",
+             "A DS value is not a decimal string of at most 16 characters (rule "
+             "decimal_string)."),
+        Code("invalid_integer_string", "warning",
+             "An IS value is not an integer string of at most 12 characters (rule "
+             "integer_string)."),
+        Code("invalid_code_string", "warning",
+             "A CS value has characters other than A-Z, 0-9, space and underscore (rule "
+             "code_string)."),
+        Code("value_too_long", "warning",
+             "A value is longer than its VR allows (rule value_too_long)."),
+        Code("odd_length_value", "warning",
+             "A text value has an odd length; it is padded (rule odd_length)."),
+        Code("invalid_uid", "warning",
+             "A UID has bad characters, a leading zero in a component, over 64 characters or "
+             "is empty; it is remapped, references included (rule invalid_uid)."),
+        Code("missing_attribute", "error",
+             "A required attribute is absent (or empty, for type 1 attributes); see "
+             "[required] in the rules configuration for how to fix it instead."),
+        Code("pixel_data_length_mismatch", "error",
+             "Native pixel data whose length is not Rows x Columns x SamplesPerPixel x "
+             "BitsAllocated/8 x NumberOfFrames."),
+        Code("pixel_data_corrupt", "error",
+             "Encapsulated pixel data whose item structure is broken (offset table, "
+             "fragments, delimiter)."),
+        Code("decode_failed", "error",
+             "The decode check (--decode-check) could not decode the pixel data: the data is "
+             "corrupt."),
+        Code("decoder_crash", "error",
+             "The decoder process died (or hung) decoding this object's pixel data; the run "
+             "went on."),
+        Code("decoder_unavailable", "warning",
+             "No installed decoder supports this object's compression, so the decode check "
+             "could not be made (not a sign of corrupt data)."),
+        Code("lossy_compression", "warning",
+             "The pixel data is or was lossy compressed (transfer syntax or "
+             "LossyImageCompression 01); LossyImageCompression is kept as it is."),
+        Code("correction_conflict", "error",
+             "The legacy database corrections give different values for this object's "
+             "study, accession or patient; nothing was guessed."),
+        Code("not_in_legacy_db", "warning",
+             "The object's study is not in the legacy database corrections file (an orphan)."),
         Code("source_changed", "error",
              "The source file's size or modification time differs from the inventory: run "
              "inventory and plan again."),

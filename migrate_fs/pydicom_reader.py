@@ -30,16 +30,23 @@ from migrate_fs.elements import (
 from migrate_fs.header import (
     ATTRIBUTES,
     MAGIC,
+    PIXEL_KEYWORDS,
+    REQUIRED_CANDIDATES,
+    ImagePixel,
+    check_pixel_data,
     PREAMBLE_LENGTH,
     Encoding,
     Header,
     check_pixel_data_present,
     classify,
     declared_encoding,
+    note_presence,
     settle_encoding,
     sniff_encoding,
     text_value,
 )
+from migrate_fs.scan import Scanner, tag_text
+from migrate_fs.transcode import dictionary_vr
 
 
 class _TruncationGuard:
@@ -140,6 +147,20 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
                                          actual.is_little_endian), fp, header)
     check_pixel_data_present(header, header.pixel_data_offset is not None,
                               "Rows" in ds and "Columns" in ds)
+    check_pixel_data(header, _image_pixel(ds), fp._fp)  # type: ignore[arg-type]
+
+
+def _image_pixel(ds: Dataset) -> ImagePixel:
+    """The Image Pixel attributes, None where absent or unreadable."""
+    found: dict[str, int | None] = {}
+    for keyword in PIXEL_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+            found[keyword] = int(value) if value not in (None, "") else None
+        except Exception:  # noqa: BLE001 - pydicom raises its own errors for bad lengths
+            found[keyword] = None
+    return ImagePixel(found["Rows"], found["Columns"], found["SamplesPerPixel"],
+                      found["BitsAllocated"], found["NumberOfFrames"])
 
 
 def _read_deflated(fp: _TruncationGuard, header: Header) -> None:
@@ -177,9 +198,38 @@ def _check_complete(ds: Dataset, fp: _TruncationGuard, header: Header) -> None:
 def _finish(ds: Dataset, header: Header) -> None:
     """Extract the manifest attributes from a pydicom dataset, then classify the object."""
     header.dataset = ds
+    scan = Scanner()  # first: reading attributes below converts their raw values
+    _scan(ds, "", scan)
+    present = {k: _raw(ds, k) for k in REQUIRED_CANDIDATES if k in ds}
     for column, keyword in ATTRIBUTES.items():
         header.attributes[column] = text_value(ds, keyword, header)
     classify(header, "DirectoryRecordSequence" in ds)
+    header.elements = scan.elements
+    note_presence(header, present)
+
+
+def _raw(ds: Dataset, keyword: str) -> bytes | None:
+    """The raw value of a (top-level, still raw) element, or None."""
+    elem = ds.get_item(keyword)
+    value = getattr(elem, "value", None)
+    return value if isinstance(value, bytes) else None
+
+
+def _scan(ds: Dataset, path: str, scan: Scanner) -> None:
+    """Show every element of a pydicom dataset (items included) to ``scan``."""
+    for tag, elem in ds._dict.items():
+        if tag >> 16 & 1 or tag in PIXEL_DATA_TAGS:
+            continue
+        vr = elem.VR or dictionary_vr(int(tag))
+        value = elem.value
+        if vr == "SQ":
+            value = ds[tag].value  # pydicom parses a sequence when it is first accessed
+        if isinstance(value, bytes):
+            scan.value(path, int(tag), vr, value)
+        elif vr == "SQ" or isinstance(value, list):
+            for index, item in enumerate(value or []):
+                if isinstance(item, Dataset):
+                    _scan(item, f"{path}{tag_text(int(tag))}[{index}].", scan)
 
 
 def _locate_pixel_data(fp: _TruncationGuard, offset: int, size: int, enc: Encoding,

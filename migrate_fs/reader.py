@@ -42,13 +42,19 @@ from migrate_fs.header import (
     Encoding,
     Header,
     check_pixel_data_present,
+    PIXEL_KEYWORDS,
+    REQUIRED_CANDIDATES,
+    ImagePixel,
+    check_pixel_data,
     classify,
     declared_encoding,
+    note_presence,
     settle_encoding,
     sniff_encoding,
     text_value,
 )
 from migrate_fs.pydicom_reader import read_header_with_pydicom
+from migrate_fs.scan import Scanner
 
 __all__ = ["ATTRIBUTES", "Header", "read_header", "read_header_with_pydicom"]
 
@@ -74,7 +80,10 @@ _KEYWORD_TAGS = {keyword: int(Tag(keyword)) for keyword in ATTRIBUTES.values()}
 _ROWS, _COLUMNS = int(Tag("Rows")), int(Tag("Columns"))
 _DIRECTORY_RECORDS = int(Tag("DirectoryRecordSequence"))
 _CHARSET = int(Tag("SpecificCharacterSet"))
-WANTED = frozenset([*_KEYWORD_TAGS.values(), _ROWS, _COLUMNS, _DIRECTORY_RECORDS])
+_REQUIRED_TAGS = {keyword: int(Tag(keyword)) for keyword in REQUIRED_CANDIDATES}
+_PIXEL_TAGS = {keyword: int(Tag(keyword)) for keyword in PIXEL_KEYWORDS}
+WANTED = frozenset([*_KEYWORD_TAGS.values(), *_REQUIRED_TAGS.values(), *_PIXEL_TAGS.values(),
+                    _DIRECTORY_RECORDS])
 _META_MEDIA_CLASS, _META_TRANSFER_SYNTAX = 0x00020002, 0x00020010
 
 
@@ -128,21 +137,42 @@ def _read_lean(win: Window, header: Header) -> None:
 def _walk(win: Window, offset: int, enc: Encoding, header: Header, *,
           locate_pixel_data: bool) -> None:
     """Walk the dataset at ``offset``, then decode, classify and check what it holds."""
-    walk = Walk()
+    walk, scan = Walk(), Scanner()
     try:
-        walk_dataset(win, offset, enc.is_implicit_vr, enc.is_little_endian, WANTED, walk)
+        walk_dataset(win, offset, enc.is_implicit_vr, enc.is_little_endian, WANTED, walk, scan)
     except Truncated as exc:
         header.problem("truncated", str(exc))
     except Malformed as exc:
         header.problem("unreadable_header", str(exc))
     _lean_attributes(walk, header, enc)
     classify(header, _DIRECTORY_RECORDS in walk.values)
+    header.elements = scan.elements
+    note_presence(header, {k: walk.values[t][1] for k, t in _REQUIRED_TAGS.items()
+                           if t in walk.values})
     if header.kind in ("part10", "raw") and locate_pixel_data:
         header.pixel_data_offset = walk.pixel_data_offset
         header.pixel_data_length = walk.pixel_data_length
         header.pixel_data_encapsulated = walk.pixel_data_encapsulated
     check_pixel_data_present(header, walk.pixel_data_offset is not None,
                               _ROWS in walk.values and _COLUMNS in walk.values)
+    if locate_pixel_data:
+        check_pixel_data(header, _image_pixel(walk, enc.is_little_endian), win.fp)
+
+
+def _image_pixel(walk: Walk, little: bool) -> ImagePixel:
+    """Rows, Columns, SamplesPerPixel, BitsAllocated (US) and NumberOfFrames (IS)."""
+    found: dict[str, int | None] = {}
+    for keyword, tag in _PIXEL_TAGS.items():
+        raw = walk.values.get(tag, (None, None))[1]
+        value = None
+        if raw and keyword == "NumberOfFrames":
+            text = raw.decode("latin-1").strip("\x00 ")
+            value = int(text) if text.isdigit() else None
+        elif raw and len(raw) >= 2:
+            value = int.from_bytes(raw[:2], "little" if little else "big")
+        found[keyword] = value
+    return ImagePixel(found["Rows"], found["Columns"], found["SamplesPerPixel"],
+                      found["BitsAllocated"], found["NumberOfFrames"])
 
 
 def _lean_file_meta(win: Window, pos: int) -> tuple[dict[int, bytes], int]:

@@ -35,3 +35,14 @@ def totals(table: pa.Table) -> str:
         out = pc.sum(table.column("output_size")).as_py() or 0
         line += f"; {bytes_text(out)} in output files"
     return line
+
+
+def problem_counts(table: pa.Table) -> str:
+    """Objects per problem code (an object counted once per code), as an aligned table."""
+    problems = table.column("problems").combine_chunks()
+    if len(problems.flatten()) == 0:
+        return ""
+    pairs = pa.table({"row": pc.list_parent_indices(problems),
+                      "code": problems.flatten().field("code")})
+    distinct = pairs.group_by(["row", "code"]).aggregate([])
+    return table_text(distinct, ["code"])

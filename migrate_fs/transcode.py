@@ -81,11 +81,27 @@ def _resolve_ambiguous(tag: int, vr: str, value: bytes, context: dict[int, bytes
     return vr.split(" or ")[0]
 
 
-class Transcoder:
-    """Writes datasets held in a bytes buffer as explicit VR little endian through ``write``."""
+Edits = dict[str, tuple[str, bytes | None]]  # tag path -> (VR, new value; None: remove)
 
-    def __init__(self, write: Write, implicit: bool, little: bool) -> None:
+
+def tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class Transcoder:
+    """Writes datasets held in a bytes buffer as explicit VR little endian through ``write``.
+
+    ``edits`` (tag path -> VR and new encoded value) replace element values as they go by; a
+    top-level edit whose element the source lacks is inserted in tag order
+    (:meth:`flush_inserts` writes those that remain at the end of the header).
+    """
+
+    def __init__(self, write: Write, implicit: bool, little: bool,
+                 edits: Edits | None = None) -> None:
         self.write, self.implicit, self.little = write, implicit, little
+        self.edits = dict(edits or {})
+        self._inserts = sorted((int(p[1:5] + p[6:10], 16), p) for p in self.edits
+                               if "." not in p)
         self._head = struct.Struct("<HHI" if little else ">HHI")
         self._length16 = struct.Struct("<H" if little else ">H")
         self._length32 = struct.Struct("<I" if little else ">I")
@@ -105,6 +121,8 @@ class Transcoder:
             tag = group << 16 | number
             if tag == ITEM_END:
                 return pos + 8
+            if self._inserts and not path:
+                self.flush_inserts(tag)
             if implicit or group == 0xFFFE:
                 vr, value = dictionary_vr(tag), pos + 8
             else:
@@ -130,7 +148,24 @@ class Transcoder:
             pos = value + length
         return pos
 
+    def flush_inserts(self, before: int = 0xFFFFFFFF) -> None:
+        """Write the pending top-level edits for tags below ``before`` the source lacked."""
+        while self._inserts and self._inserts[0][0] < before:
+            tag, key = self._inserts.pop(0)
+            edit = self.edits.pop(key, None)
+            if edit is not None and edit[1] is not None and tag != before:
+                self.write(element_header(tag, edit[0], len(edit[1])))
+                self.write(edit[1])
+
     def _value(self, tag: int, vr: str, data: bytes, path: str, implicit: bool) -> None:
+        if self.edits:
+            edit = self.edits.pop(path + tag_text(tag), None)
+            if edit is not None:
+                if edit[1] is not None:
+                    vr = vr if " or " not in vr and vr != "UN" else edit[0]
+                    self.write(element_header(tag, vr, len(edit[1])))
+                    self.write(edit[1])
+                return
         if " or " in vr:
             vr = _resolve_ambiguous(tag, vr, data, self.context)
         if tag in CONTEXT_TAGS and not path:

@@ -29,11 +29,14 @@ from migrate_fs.archives import STREAM_ERRORS, iter_members
 from migrate_fs.elements import UNDEFINED as UNDEFINED_LENGTH
 from migrate_fs.elements import VR_LENGTH_32
 from migrate_fs.paths import resolve_inside
-from migrate_fs.transcode import Transcoder, element_header, swap
+from migrate_fs import charsets
+from migrate_fs.scan import CHARSET_VRS
+from migrate_fs.transcode import Edits, Transcoder, dictionary_vr, element_header, swap
 
 CHUNK = 1 << 20
 OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
 BITS_ALLOCATED = 0x00280100
+SPECIFIC_CHARACTER_SET = "(0008,0005)"
 PREAMBLE = bytes(128) + b"DICM"
 ImplementationClassUID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
 ImplementationVersionName = f"MIGRATEFS_{__version__}"[:16]
@@ -146,7 +149,8 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
                 contextlib.nullcontext(source)
             with opened as src, open(tmp, "wb", buffering=OUT_BUFFER) as out:
                 sink = _HashingWriter(out)
-                sink.write(file_meta(row["sop_class_uid"], row["sop_instance_uid"],
+                sink.write(file_meta(row["sop_class_uid"],
+                                     row.get("output_sop_instance_uid") or row["sop_instance_uid"],
                                      row["output_transfer_syntax"]))
                 changes += _copy_dataset(src, row, sink)
                 if fsync:
@@ -234,27 +238,76 @@ def _copy_range(src: BinaryIO, sink: _HashingWriter, length: int | None, unit: i
 
 
 def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list[dict[str, Any]]:
-    """Write the dataset in explicit VR little endian; return the changes this made."""
+    """Write the dataset in explicit VR little endian; return the changes this made.
+
+    Without header changes an explicit VR little endian dataset is spliced and a deflated one
+    inflated as a stream; with changes (or another encoding) the header is re-encoded element
+    by element and the pixel data value copied.
+    """
+    edits = edits_for(row)
     src.seek(row["dataset_offset"])
     if row["transfer_syntax"] == DeflatedExplicitVRLittleEndian:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        if edits:  # deflated datasets are small: inflate, then re-encode with the changes
+            data = inflater.decompress(src.read()) + inflater.flush()
+            return _transcode_buffer(data, False, True, edits, sink)
         while chunk := src.read(CHUNK):
             sink.write(inflater.decompress(chunk))
         sink.write(inflater.flush())
         return []
-    if not row["is_implicit_vr"] and row["is_little_endian"]:
+    if not row["is_implicit_vr"] and row["is_little_endian"] and not edits:
         _copy_range(src, sink, None)
         return []
-    return _transcode(src, row, sink)
+    return _transcode(src, row, sink, edits)
 
 
-def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list[dict[str, Any]]:
-    """Re-encode an implicit VR or big endian dataset; the pixel data value is copied."""
+def edits_for(row: dict[str, Any]) -> Edits:
+    """The plan's changes as encoded element values (text in the output character set)."""
+    changes = row.get("changes") or []
+    if not changes:
+        return {}
+    charset = next((c["new"] for c in changes if c["tag"] == SPECIFIC_CHARACTER_SET),
+                   row.get("specific_character_set"))
+    terms = charsets.resolve(charset, {}).terms
+    edits: Edits = {}
+    for change in changes:
+        path, new = change["tag"], change["new"]
+        last = path.rsplit(".", 1)[-1]
+        vr = dictionary_vr(int(last[1:5] + last[6:10], 16))
+        if new is None:
+            edits[path] = (vr, None)
+            continue
+        data = charsets.encode(new, vr, terms) if vr in CHARSET_VRS else \
+            new.encode("ascii", "strict") if new.isascii() else None
+        if data is None:
+            raise WriteError("write_failed", f"{change['keyword']} {new!r} cannot be written "
+                                             f"in the character set {charset!r}: plan again")
+        if len(data) % 2:
+            data += b"\x00" if vr == "UI" else b" "
+        edits[path] = (vr, data)
+    return edits
+
+
+def _transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
+                      sink: _HashingWriter) -> list[dict[str, Any]]:
+    parts: list[bytes] = []
+    coder = Transcoder(parts.append, implicit, little, edits)
+    coder.dataset(data, 0, len(data))
+    coder.flush_inserts()
+    sink.write(b"".join(parts))
+    return coder.changes
+
+
+def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
+               edits: Edits) -> list[dict[str, Any]]:
+    """Re-encode the header (with the plan's changes); the pixel data value is copied."""
     parts: list[bytes] = []  # collected and written at once: one hash update, one write
-    coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]))
+    coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]),
+                       edits)
     pixel, size = row["pixel_data_offset"], row["size"]
     header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
     coder.dataset(header, 0, len(header))
+    coder.flush_inserts()
     sink.write(b"".join(parts))
     parts.clear()
     if pixel is not None:
@@ -266,6 +319,9 @@ def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list
             tail = src.read(size - after)
             coder.dataset(tail, 0, len(tail))
             sink.write(b"".join(parts))
+    if coder.edits:
+        raise WriteError("write_failed", "planned changes to elements the source does not "
+                                         "have: " + ", ".join(sorted(coder.edits)))
     return coder.changes
 
 

@@ -4,6 +4,7 @@
 Usage (``make bench`` runs the default)::
 
     python scripts/bench.py [--quick] [--repeat 3] [--only NAME...]
+    python scripts/bench.py --only tar     # the tape-dump runs and the folder runs they match
 
 What it does, all of it below ``bench/`` (git-ignored):
 
@@ -16,11 +17,16 @@ What it does, all of it below ``bench/`` (git-ignored):
    keeps the median wall time: ``cp -r`` (the floor), the naive pydicom migrator of this file
    with 1 and 2 joblib processes, DCMTK ``dcmconv +te`` per file through ``xargs -P2``,
    ``gdcmscanner`` (header scan), ``migrate-fs inventory`` (2 workers) and ``migrate-fs run``
-   with 1 and 2 workers. Each command runs under ``/usr/bin/time -v`` (peak RSS of the largest
-   single process) while a sampler polls ``/proc`` for the whole process tree.
-3. Separately: one ~1 GB multi-frame object (``migrate-fs run``, 2 workers) and a synthetic
-   5,000,000-row inventory manifest (``migrate-fs plan``; 500,000 rows with ``--quick``).
-4. Prints the machine, a Markdown table per export and the targets check; writes
+   with 1 and 2 workers; then ``migrate-fs run`` (2 workers) on a tape dump of the export: a
+   plain tar of 'images' and of 'tiny', a ``.tar.gz`` of 'images' (built once with tarfile and
+   cached beside the export, ``bench/data/<name>-<hash>.tar[.gz]``). Each command runs under
+   ``/usr/bin/time -v`` (peak RSS of the largest single process) while a sampler polls
+   ``/proc`` for the whole process tree.
+3. Separately: one ~1 GB multi-frame object (``migrate-fs run``, 2 workers, on the folder and
+   on a ``.tar.gz`` of it) and a synthetic 5,000,000-row inventory manifest
+   (``migrate-fs plan``; 500,000 rows with ``--quick``).
+4. Prints the machine, a Markdown table per export, the tar-versus-folder comparison and the
+   targets check; writes
    ``bench/results.md`` and ``bench/results.json`` (every repetition's raw numbers).
 
 A method that fails prints its error and the benchmark goes on. DCMTK and GDCM come from the
@@ -54,6 +60,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import warnings
@@ -140,6 +147,7 @@ class Export:
     generator: dict[str, Any]
     gdcm_view: Path | None = None  # the export minus files that abort gdcmscanner
     gdcm_excluded: list[str] = field(default_factory=list)
+    archives: dict[str, int] = field(default_factory=dict)  # tape dumps built: suffix -> bytes
 
 
 @dataclass
@@ -240,6 +248,8 @@ class Method:
     tools: tuple[str, ...] = ()
     inspect: Callable[[Export, Path], dict[str, Any]] | None = None
     scope: Callable[[Export], tuple[int, int]] | None = None  # (files, bytes) it covers
+    source: Callable[[Export], Path] | None = None  # what it reads, if not the export folder
+    exports: tuple[str, ...] | None = None  # the exports it runs on (None: images and tiny)
 
 
 # --------------------------------------------------------------------------- exports
@@ -279,6 +289,33 @@ def cached_export(spec: ExportSpec) -> Export:
         info = generate_export(spec)
         info_path.write_text(json.dumps(info, indent=2))
     return Export(spec, spec.path, info["files"], info["bytes"], info["generator"])
+
+
+ARCHIVE_SUFFIXES = {"tar": "w", "tar.gz": "w:gz"}  # tape dumps of an export: tarfile modes
+
+
+def cached_archive(export: Export, suffix: str) -> Path:
+    """A tape dump of ``export`` (``suffix`` 'tar' or 'tar.gz'), built once beside it.
+
+    Built with tarfile (PAX format, members in sorted path order, names relative to the export
+    folder; gzip level 6 as gzip's default) into a temporary file renamed into place, so a
+    present archive is a complete one; its name carries the export's hash.
+    """
+    path = export.path.with_name(f"{export.path.name}.{suffix}")
+    if not path.is_file():
+        tmp = path.with_name(f".tmp-{path.name}")
+        mode = ARCHIVE_SUFFIXES[suffix]
+        options: dict[str, Any] = {"compresslevel": 6} if mode.endswith("gz") else {}
+        print(f"{export.spec.name}: building {rel(path)} ...", flush=True)
+        start = time.perf_counter()
+        with tarfile.open(tmp, mode, **options) as tf:
+            for name in sorted(os.listdir(export.path)):
+                tf.add(export.path / name, arcname=name)  # recurses in sorted order
+        os.replace(tmp, path)
+        print(f"{export.spec.name}: built {rel(path)} ({path.stat().st_size / MB:,.0f} MB) in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+    export.archives[suffix] = path.stat().st_size
+    return path
 
 
 def generate_export(spec: ExportSpec) -> dict[str, Any]:
@@ -436,6 +473,16 @@ def methods() -> list[Method]:
                           "--quiet"),
                       inspect=inspect_migrate_fs)
 
+    def archive_run(name: str, suffix: str, exports: tuple[str, ...]) -> Method:
+        """migrate-fs run, 2 workers, on a tape dump of the export: passed like a folder."""
+        return Method(name, f"migrate-fs run, 2 workers, {'plain ' * (suffix == 'tar')}{suffix}",
+                      lambda e, w: migrate_fs_argv(
+                          "run", str(cached_archive(e, suffix)), "--out", str(w / "out"),
+                          "--run", RUN_NAME, "--manifests", str(w / "manifests"),
+                          "--workers", "2", "--quiet"),
+                      inspect=inspect_migrate_fs, source=lambda e: cached_archive(e, suffix),
+                      exports=exports)
+
     return [
         Method("cp", "cp -r", lambda e, w: ["cp", "-r", str(e.path), str(w / "out")]),
         naive(1),
@@ -454,7 +501,14 @@ def methods() -> list[Method]:
                inspect=inspect_migrate_fs),
         run(1),
         run(2),
+        archive_run("run-2-tar", "tar", ("images", "tiny")),
+        archive_run("run-2-tgz", "tar.gz", ("images", "multiframe")),
     ]
+
+
+MIGRATE_FS_METHODS = ("inventory", "run-1", "run-2", "run-2-tar", "run-2-tgz")
+ARCHIVE_METHODS = {"run-2-tar": "tar", "run-2-tgz": "tar.gz"}  # the folder run they match: run-2
+MULTIFRAME_METHODS = ("cp", "run-2", "run-2-tgz")  # the multi-frame export's methods
 
 
 def gdcm_scope(export: Export) -> tuple[int, int]:
@@ -781,8 +835,13 @@ def fresh_dir(path: Path) -> Path:
 def benchmark_export(export: Export, chosen: list[Method], repeat: int,
                      tools: dict[str, bool], timeout: float,
                      pretouch_enabled: bool = True) -> dict[str, MethodResult]:
-    """Every method on one export, round-robin, ``repeat`` times."""
+    """Every method on one export, round-robin, ``repeat`` times.
+
+    A method reading a tape dump (``method.source``) has it built first, if not cached; its
+    files/s and MB/s count the export's files and bytes, as the folder run's do.
+    """
     results = {}
+    chosen = [m for m in chosen if m.exports is None or export.spec.name in m.exports]
     for method in chosen:
         files, size = method.scope(export) if method.scope else (export.files, export.bytes)
         results[method.name] = MethodResult(method.name, method.label, files, size)
@@ -790,12 +849,19 @@ def benchmark_export(export: Export, chosen: list[Method], repeat: int,
         if missing:
             results[method.name].skipped = f"not installed: {', '.join(missing)}"
             print(f"  {method.name}: skipped ({results[method.name].skipped})", flush=True)
+        elif method.source:
+            try:
+                method.source(export)
+            except Exception as exc:
+                results[method.name].skipped = f"cannot build its source: {exc!r}"
+                print(f"  {method.name}: skipped ({results[method.name].skipped})", flush=True)
     runnable = [m for m in chosen if not results[m.name].skipped]
     print(f"{export.spec.name}: warming the page cache ({warm_cache(export.path):.1f} s)",
           flush=True)
     for repetition in range(1, repeat + 1):
         for method in runnable:
-            warm_cache(export.path)  # pages idle for a while may have been evicted
+            # pages idle for a while may have been evicted; a tape dump run reads the dump
+            warm_cache(method.source(export) if method.source else export.path)
             size = pretouch_size(export) if pretouch_enabled else 0
             m = run_method(method, export, repetition, timeout, size)
             results[method.name].measurements.append(m)
@@ -1202,6 +1268,47 @@ def export_table(export: Export, results: dict[str, MethodResult]) -> str:
     return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
+def archive_table(exports: dict[str, Export],
+                  results: dict[str, dict[str, MethodResult]]) -> str | None:
+    """Tape dumps against the folder: migrate-fs run, 2 workers, on each export's sources."""
+    rows = []
+    for name, export_results in results.items():
+        export, folder = exports[name], export_results.get("run-2")
+        dumps = [(export_results[m], suffix) for m, suffix in ARCHIVE_METHODS.items()
+                 if m in export_results]
+        if not dumps:
+            continue
+        folder_s = folder.seconds if folder else None
+        for r, suffix in [(folder, "folder"), *dumps]:
+            if r is None:
+                continue
+            size = export.bytes if suffix == "folder" else export.archives.get(suffix)
+            ratio = folder_s / r.seconds if folder_s and r.seconds else None
+            main, worker = (sampled_peak(r, "sampled_main_rss_mb"),
+                            sampled_peak(r, "sampled_worker_rss_mb"))
+            written = r.last_details.get("result_status", {}).get("written")
+            rows.append([name, suffix, fmt(None if size is None else size / MB, 0),
+                         fmt(r.seconds, 2), fmt(r.files_per_second, 0), fmt(r.mb_per_second, 1),
+                         fmt(ratio, 2), fmt(r.peak_rss_mb, 0), f"{fmt(main, 0)} / {fmt(worker, 0)}",
+                         fmt(r.tree_rss_mb, 0), fmt(written, 0), r.skipped or ""])
+    if not rows:
+        return None
+    headers = ["export", "source", "source MB", "median s", "files/s", "MB/s", "x folder",
+               "peak RSS MB", "sampled RSS MB main / worker", "tree RSS MB", "written",
+               "notes"]
+    return ("### tape dumps vs the folder: migrate-fs run, 2 workers\n\n"
+            "files/s and MB/s count the export's files and bytes (not the archive's), as for "
+            "the folder; 'x folder' is the folder run's median time over this one's (above 1: "
+            "faster); 'written' the objects written by the last run. One archive is read front "
+            "to back by one worker; the folder's files are shared by both.\n\n"
+            + markdown_table(headers, rows))
+
+
+def sampled_peak(r: MethodResult, key: str) -> float | None:
+    """The largest sampled RSS ``key`` (main process or largest worker) over the good runs."""
+    return max((m.details[key] for m in r.good if m.details.get(key)), default=None)
+
+
 def method_notes(export: Export, r: MethodResult) -> str:
     """What the table's notes column says about one method."""
     if r.skipped:
@@ -1303,6 +1410,9 @@ def check_targets(exports: dict[str, Export], results: dict[str, dict[str, Metho
         rss_target(results),
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2"),
                           get("images", "run-2")),
+        multiframe_target(exports.get("multiframe"), get("multiframe", "run-2-tgz"),
+                          get("images", "run-2"),
+                          "multi-frame run from a .tar.gz: RSS does not grow with member size"),
     ]
     targets += plan_targets(scale)
     return targets
@@ -1321,7 +1431,7 @@ def rss_target(results: dict[str, dict[str, MethodResult]]) -> Target:
     """Peak RSS of the largest migrate-fs process over every migrate-fs measurement."""
     peaks = [(r.peak_rss_mb, f"{export}/{name}") for export, methods in results.items()
              for name, r in methods.items()
-             if name in ("inventory", "run-1", "run-2") and r.peak_rss_mb is not None]
+             if name in MIGRATE_FS_METHODS and r.peak_rss_mb is not None]
     threshold = f"< {TARGET_PROCESS_RSS_MB} MB"
     if not peaks:
         return Target("peak RSS per migrate-fs process", "n/a", threshold, None)
@@ -1331,9 +1441,9 @@ def rss_target(results: dict[str, dict[str, MethodResult]]) -> Target:
 
 
 def multiframe_target(export: Export | None, multiframe: MethodResult | None,
-                      images: MethodResult | None) -> Target:
+                      images: MethodResult | None,
+                      name: str = "multi-frame run RSS does not grow with object size") -> Target:
     """The multi-frame run's peak RSS may not exceed the 'images' run's by 10% of its size."""
-    name = "multi-frame run RSS does not grow with object size"
     if not (export and multiframe and images and multiframe.peak_rss_mb
             and images.peak_rss_mb):
         return Target(name, "n/a", "", None)
@@ -1392,6 +1502,8 @@ def report(info: dict[str, str], exports: dict[str, Export],
              "leaves disturbed runs out when at least one undisturbed run is left.",
              *[f"Note: {note}" for note in notes]]
     parts += [export_table(exports[name], results[name]) for name in results]
+    if tar_part := archive_table(exports, results):
+        parts.append(tar_part)
     if scale:
         parts.append(scale_table(scale))
     parts.append("### targets\n\n" + targets_table(targets))
@@ -1424,6 +1536,9 @@ def to_json(value: Any) -> Any:
 
 
 SECTIONS = ("images", "tiny", "multiframe", "scale")
+GROUPS = {  # --only shorthands: sections and methods
+    "tar": ("images", "tiny", "multiframe", "run-2", *ARCHIVE_METHODS),
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1434,9 +1549,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, metavar="N",
                         help="repetitions per method; the median is reported (default: 3)")
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
-                        choices=[*SECTIONS, *method_names],
+                        choices=[*SECTIONS, *GROUPS, *method_names],
                         help=f"run only these parts ({', '.join(SECTIONS)}) and/or methods "
-                             f"({', '.join(method_names)}); cp -r always runs")
+                             f"({', '.join(method_names)}); cp -r always runs; 'tar': the "
+                             "tape-dump runs and the folder runs they are compared with")
     parser.add_argument("--scale-rows", type=int, metavar="N",
                         help="rows of the synthetic inventory (default: 5,000,000; "
                              "500,000 with --quick)")
@@ -1456,6 +1572,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def selection(only: list[str]) -> tuple[list[str], list[Method]]:
     """The sections and methods ``--only`` asks for (all of them by default)."""
+    only = [name for item in only for name in GROUPS.get(item, (item,))]
     sections = [s for s in SECTIONS if s in only] or list(SECTIONS)
     named = {m for m in only if m not in SECTIONS}
     chosen = [m for m in methods() if not named or m.name in named or m.name == "cp"]
@@ -1489,8 +1606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: cannot generate the export: {exc}", flush=True)
             continue
         section_methods = chosen
-        if name == "multiframe":
-            section_methods = [m for m in methods() if m.name in ("cp", "run-2")]
+        if name == "multiframe":  # the folder run always; the .tar.gz run unless left out
+            picked = {m.name for m in chosen} | {"run-2"}
+            section_methods = [m for m in methods()
+                               if m.name in MULTIFRAME_METHODS and m.name in picked]
         elif tools.get("gdcmscanner") and any(m.name == "gdcmscanner" for m in chosen):
             gdcm_view(export)
         results[name] = benchmark_export(export, section_methods, args.repeat, tools,

@@ -105,8 +105,12 @@ def test_hostile_patient_ids_stay_inside_the_output_root(sample_migration: Migra
     out = sample_migration.out.resolve()
     rows = sample_migration.stage("result")
     hostile = [r for r in rows if r["status"] == "written"
-               and r["patient_id"] in (None, "../../etc", "a/b", "CON")]
-    assert len({r["patient_id"] for r in hostile}) == 4
+               and r["patient_id"] in ("../../etc", "a/b", "CON")]
+    assert len({r["patient_id"] for r in hostile}) == 3
+    # An absent or empty PatientID is quarantined by default ([required] PatientID).
+    nameless = [r for r in rows if r["kind"] == "part10" and r["patient_id"] is None]
+    assert nameless and all(r["status"] == "not_written" for r in nameless)
+    assert any(r["reason"] == "missing_attribute" for r in nameless)
     for row in rows:
         if row["output_path"]:
             path = (out / row["output_path"]).resolve()

@@ -1,0 +1,272 @@
+"""config: the rules configuration (TOML), its documented defaults and its validation.
+
+``migrate-fs plan --config rules.toml`` reads it; ``migrate-fs rules --config rules.toml``
+prints the effective set. Every key is optional: :data:`DEFAULT_TOML` is the full file with
+every default, and an unknown key is an error (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Policy = Literal["fix", "warn", "quarantine"]
+POLICIES = ("fix", "warn", "quarantine")
+
+# rule name -> (default policy, problem codes, what it does). The codes are in the catalogue.
+RULES: dict[str, tuple[Policy, tuple[str, ...], str]] = {
+    "character_set": ("quarantine", ("missing_character_set", "invalid_character_set",
+                                     "undecodable_text"),
+                      "Text is decoded with the declared Specific Character Set (or the "
+                      "override for it); text that cannot be decoded is never guessed. 'fix' "
+                      "applies only to an invalid declared value with a known meaning."),
+    "trailing_nul": ("fix", ("trailing_nul",), "Trailing NUL bytes in text values are removed."),
+    "date_format": ("fix", ("invalid_date",),
+                    "DA values such as 2001.01.01 or 1/2/2001 become YYYYMMDD (day/month order "
+                    "from charset.date_order when ambiguous)."),
+    "time_format": ("fix", ("invalid_time",), "TM values such as 12:30:45 become HHMMSS."),
+    "datetime_format": ("fix", ("invalid_datetime",),
+                        "DT values such as 2001-01-01 12:30 become YYYYMMDDHHMM."),
+    "decimal_string": ("fix", ("invalid_decimal_string",),
+                       "DS values: decimal comma, over 16 characters (reformatted)."),
+    "integer_string": ("fix", ("invalid_integer_string",), "IS values such as 1.0 become 1."),
+    "code_string": ("fix", ("invalid_code_string",), "Lowercase CS values become uppercase."),
+    "value_too_long": ("warn", ("value_too_long",),
+                       "Values longer than their VR allows. 'fix' truncates them (lossy: the "
+                       "old value stays in the manifest)."),
+    "odd_length": ("fix", ("odd_length_value",),
+                   "Text values of odd length are padded (space, NUL for UIDs)."),
+    "invalid_uid": ("fix", ("invalid_uid",),
+                    "Invalid UIDs (bad characters, leading zeros, over 64 characters) are "
+                    "remapped to 2.25.<uuid5(namespace, old UID)>, in every element of every "
+                    "object of the run, references included."),
+    "required_attributes": ("quarantine", ("missing_attribute",),
+                            "Identifying attributes of the patient, study, series and instance "
+                            "modules: see [required] for each attribute's policy."),
+}
+
+# [required]: what to do when an attribute is absent (or empty, for the type 1 ones).
+# "quarantine", "warn", "empty" (add it without a value: type 2 attributes), "generate"
+# (a deterministic UID: SeriesInstanceUID, StudyInstanceUID) or "value:TEXT".
+REQUIRED: dict[str, str] = {
+    "SOPClassUID": "quarantine", "SOPInstanceUID": "quarantine",
+    "StudyInstanceUID": "quarantine", "SeriesInstanceUID": "quarantine",
+    "PatientID": "quarantine", "Modality": "quarantine",
+    "PatientName": "empty", "PatientBirthDate": "empty", "PatientSex": "empty",
+    "StudyDate": "empty", "StudyTime": "empty", "ReferringPhysicianName": "empty",
+    "StudyID": "empty", "AccessionNumber": "empty", "SeriesNumber": "empty",
+    "InstanceNumber": "empty",
+}
+# Type 1 in their modules: an empty value is as bad as an absent one.
+TYPE_1 = frozenset({"SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+                    "Modality", "PatientID"})
+GENERATABLE = frozenset({"StudyInstanceUID", "SeriesInstanceUID"})
+
+# [problems]: the policy for problems the reader finds, where the user may choose.
+PROBLEM_POLICIES: dict[str, Policy] = {
+    "pixel_data_length_mismatch": "quarantine",
+    "pixel_data_corrupt": "quarantine",
+    "decode_failed": "quarantine",
+    "decoder_crash": "quarantine",
+    "decoder_unavailable": "warn",
+    "lossy_compression": "warn",
+    "not_in_legacy_db": "warn",
+}
+
+DEFAULT_TOML = """\
+# migrate-fs rules configuration. Every key is optional; the values shown are the defaults.
+
+[migration]
+# Namespace of the deterministic UIDs this migration generates (remapped and generated UIDs
+# are 2.25.<uuid5(namespace, old value)>). Set one per migration and keep it: every shard,
+# trial and re-run must use the same one, whatever the run is called.
+namespace = "migrate-fs"
+
+[charset]
+# "keep": write text in the declared character set; "utf8": re-encode every non-ASCII text
+# value to UTF-8 and declare ISO_IR 192. An override whose actual set is not a DICOM defined
+# term (such as cp1251) always re-encodes to UTF-8.
+output = "keep"
+# Day/month order for dates such as 1/2/2001: "DMY", "MDY" or "" (ambiguous dates reported).
+date_order = ""
+
+[charset.overrides]
+# declared value (or "" for absent) = actual character set (a DICOM defined term, several
+# joined with a backslash, or a Python codec name such as "cp1251"). Example:
+# "" = "ISO_IR 100"
+# "Not Supplied" = "ISO_IR 100"
+
+[rules]
+# Policy per rule: "fix" (repair where the rule can, warn where it cannot), "warn" (record
+# only) or "quarantine".
+{rules}
+
+[required]
+# Per attribute: "quarantine", "warn", "empty" (add it without a value), "generate" (a
+# deterministic UID; StudyInstanceUID and SeriesInstanceUID only) or "value:TEXT".
+{required}
+
+[problems]
+# Policy for problems found while reading: "quarantine" or "warn".
+{problems}
+
+[pixel]
+# Decode pixel data during the inventory, in a separate process that may crash:
+# "none", "first" (first frame) or "all" (every frame).
+decode_check = "none"
+# The decode function the decoder process calls, as "module:function" (default: pydicom with
+# pylibjpeg and its plugins, migrate_fs.decode:decode_pixels); it takes (file, mode) and
+# yields decoded frames.
+decoder = ""
+"""
+
+
+DEFAULT_NAMESPACE = "migrate-fs"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective rules configuration."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    charset_output: str = "keep"
+    date_order: str = ""
+    overrides: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, Policy] = field(default_factory=lambda: {k: v[0] for k, v in RULES.items()})
+    required: dict[str, str] = field(default_factory=lambda: dict(REQUIRED))
+    problems: dict[str, Policy] = field(default_factory=lambda: dict(PROBLEM_POLICIES))
+    decode_check: str = "none"
+    decoder: str = ""
+    source: str | None = None  # the file it was read from
+
+    def code_policies(self) -> dict[str, Policy]:
+        """Problem code -> policy, for every code the configuration decides."""
+        policies: dict[str, Policy] = dict(self.problems)
+        for rule, (_, codes, _) in RULES.items():
+            for code in codes:
+                policies[code] = self.rules[rule]
+        return policies
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "charset_output": self.charset_output,
+                "date_order": self.date_order, "overrides": self.overrides,
+                "rules": self.rules, "required": self.required, "problems": self.problems,
+                "decode_check": self.decode_check, "decoder": self.decoder,
+                "source": self.source}
+
+
+def default_toml() -> str:
+    """The configuration file with every default, documented."""
+    return DEFAULT_TOML.format(
+        rules="\n".join(f'{k} = "{v[0]}"' for k, v in RULES.items()),
+        required="\n".join(f'{k} = "{v}"' for k, v in REQUIRED.items()),
+        problems="\n".join(f'{k} = "{v}"' for k, v in PROBLEM_POLICIES.items()))
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The configuration in ``path`` over the defaults (the defaults alone for None)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"rules configuration {path} not found; `migrate-fs rules "
+                              "--defaults > rules.toml` writes one to start from") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path) if path else None)
+
+
+def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
+    """Validate a parsed TOML document and merge it over the defaults."""
+    where = source or "configuration"
+    _only(data, {"migration", "charset", "rules", "required", "problems", "pixel"}, where)
+    migration = _table(data, "migration", {"namespace"}, where)
+    charset = _table(data, "charset", {"output", "date_order", "overrides"}, where)
+    overrides = charset.get("overrides", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, str) for v in overrides.values()):
+        raise ConfigError(f"{where}: [charset.overrides] maps declared values to character "
+                          'set names, e.g. "" = "ISO_IR 100"')
+    output = _choice(charset.get("output", "keep"), ("keep", "utf8"), "charset.output", where)
+    date_order = _choice(charset.get("date_order", ""), ("", "DMY", "MDY"), "charset.date_order",
+                         where)
+    rules = {k: v[0] for k, v in RULES.items()}
+    for name, value in _table(data, "rules", set(RULES), where).items():
+        rules[name] = _choice(value, POLICIES, f"rules.{name}", where)  # type: ignore[assignment]
+    required = dict(REQUIRED)
+    for name, value in _table(data, "required", set(REQUIRED), where).items():
+        required[name] = _required_policy(name, value, where)
+    problems = dict(PROBLEM_POLICIES)
+    for name, value in _table(data, "problems", set(PROBLEM_POLICIES), where).items():
+        problems[name] = _choice(value, ("quarantine", "warn"), f"problems.{name}",
+                                 where)  # type: ignore[assignment]
+    pixel = _table(data, "pixel", {"decode_check", "decoder"}, where)
+    decoder = str(pixel.get("decoder", ""))
+    if decoder and ":" not in decoder:
+        raise ConfigError(f"{where}: pixel.decoder = {decoder!r}; give it as 'module:function'")
+    decode = _choice(pixel.get("decode_check", "none"), ("none", "first", "all"),
+                     "pixel.decode_check", where)
+    return Config(namespace=str(migration.get("namespace") or DEFAULT_NAMESPACE),
+                  charset_output=output, date_order=date_order,
+                  overrides={k.strip(): v.strip() for k, v in overrides.items()},
+                  rules=rules, required=required, problems=problems, decode_check=decode,
+                  decoder=decoder,
+                  source=source)
+
+
+def _only(data: dict[str, Any], allowed: set[str], where: str, prefix: str = "") -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]!r}; known: "
+                          + ", ".join(sorted(allowed)))
+
+
+def _table(data: dict[str, Any], name: str, allowed: set[str], where: str) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    _only(table, allowed, where, f"{name}.")
+    return table
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str, where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {key} = {value!r}; use one of "
+                          + ", ".join(repr(a) for a in allowed))
+    return str(value)
+
+
+def _required_policy(name: str, value: Any, where: str) -> str:
+    if isinstance(value, str) and value.startswith("value:"):
+        return value
+    allowed = ("quarantine", "warn", "empty") + (("generate",) if name in GENERATABLE else ())
+    if name in TYPE_1 and value == "empty":
+        raise ConfigError(f"{where}: required.{name} = 'empty': {name} is type 1 (it must "
+                          "have a value); use " + ", ".join(a for a in allowed if a != "empty")
+                          + " or 'value:TEXT'")
+    return _choice(value, allowed, f"required.{name}", where)
+
+
+def describe(config: Config) -> str:
+    """The effective rule set as text, for ``migrate-fs rules``."""
+    lines = [f"rules configuration: {config.source or 'defaults'}",
+             f"namespace: {config.namespace}",
+             f"charset: output={config.charset_output} date_order={config.date_order or '-'} "
+             f"overrides={config.overrides or '{}'}",
+             f"pixel: decode_check={config.decode_check} "
+             f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}", "", "rule                  policy      "
+             "codes"]
+    for name, (_, codes, text) in RULES.items():
+        lines.append(f"{name:<21} {config.rules[name]:<11} {', '.join(codes)}")
+        lines.append(f"{'':<21} {text}")
+    lines += ["", "required attribute      when missing"]
+    lines += [f"{k:<23} {v}" for k, v in config.required.items()]
+    lines += ["", "problem                       policy"]
+    lines += [f"{k:<29} {v}" for k, v in config.problems.items()]
+    return "\n".join(lines)

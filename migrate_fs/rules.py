@@ -1,0 +1,247 @@
+"""rules: normalize and validate one object, as a pure function of what the inventory recorded.
+
+:func:`apply_rules` takes an object's recorded elements (:mod:`migrate_fs.scan`), its declared
+character set, the required attributes it lacks and the corrections the legacy database gives
+it, and returns the problems found and the changes to make, each change naming its rule. It does
+no I/O and depends only on its arguments and the configuration, so every worker, shard and
+re-run computes the same result. The plan calls it once per distinct input (most objects of an
+archive share one: "ReferringPhysicianName absent", say).
+
+Order: character set first (nothing else can be judged on text that cannot be decoded), then
+the value rules on each element, then UIDs, required attributes, and finally the choice of the
+output character set (a change whose new text the declared set cannot hold makes the object
+UTF-8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.datadict import keyword_for_tag
+from pydicom.uid import UID_dictionary
+
+from migrate_fs import charsets, values
+from migrate_fs.config import TYPE_1, Config
+from migrate_fs.scan import CHARSET_VRS
+
+SPECIFIC_CHARACTER_SET = "(0008,0005)"
+UTF8_TERM = "ISO_IR 192"
+# Attributes whose values name a class or a coding scheme, not an instance: never remapped.
+CLASS_UID_KEYWORDS = frozenset({"SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID",
+                                "TransferSyntaxUID", "CodingSchemeUID", "ContextGroupExtensionCreatorUID",
+                                "MappingResourceUID", "AffectedSOPClassUID",
+                                "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID",
+                                "SOPClassesInStudySequence", "ReferencedTransferSyntaxUIDInFile",
+                                "PrivateInformationCreatorUID"})
+MAX_PASSES = 4  # repairs of one value applied one after the other (a NUL, then a date format)
+
+Change = tuple[str, str, str | None, str | None, str]  # tag path, keyword, old, new, rule
+Problem = tuple[str, str, bool]  # code, message, blocks migration
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """What the rules see of one object (hashable: the plan caches results per distinct input)."""
+
+    elements: tuple[tuple[str, str, bytes], ...] = ()
+    charset: str | None = None
+    missing: tuple[str, ...] = ()
+    empty: tuple[str, ...] = ()
+    # For generated UIDs: (keyword, value) of attributes they are derived from.
+    context: tuple[tuple[str, str | None], ...] = ()
+    corrections: tuple[Change, ...] = ()
+
+
+@dataclass
+class RuleOutput:
+    problems: list[Problem]
+    changes: list[Change]
+
+
+def keyword_of(path: str) -> str:
+    """The keyword of the last tag of a tag path such as ``(0008,1115)[0].(0008,1155)``."""
+    last = path.rsplit(".", 1)[-1]
+    return keyword_for_tag(int(last[1:5] + last[6:10], 16)) or ""
+
+
+def apply_rules(obj: RuleInput, config: Config) -> RuleOutput:
+    """Problems and changes for one object (see the module docstring for the order)."""
+    out = RuleOutput([], [])
+    policy = config.rules
+    charset = charsets.resolve(obj.charset, config.overrides)
+    charset_ok = _charset_problem(charset, policy["character_set"], out)
+    text_changes: dict[str, tuple[str, str, str]] = {}  # path -> (vr, decoded text, keyword)
+    for path, vr, raw in obj.elements:
+        keyword = keyword_of(path)
+        if vr in CHARSET_VRS and charsets.needs_charset(raw):
+            decoded = charsets.decode(raw, vr, charset, keyword)
+            if decoded.text is None:
+                out.problems.append((decoded.problem or "undecodable_text",
+                                     f"{path} {keyword}: {decoded.message}",
+                                     policy["character_set"] == "quarantine"))
+                continue
+            text = decoded.text
+            if charset_ok:
+                text_changes[path] = (vr, text, keyword)
+        else:
+            text = raw.decode("latin-1")
+            if vr == "UI" and text.endswith("\x00"):
+                text = text[:-1]  # the padding of a UID, not part of it
+        new = _repair(path, vr, keyword, text, config, out)
+        if new is None and len(raw) % 2:
+            if policy["odd_length"] == "quarantine" or policy["odd_length"] == "warn":
+                out.problems.append(("odd_length_value", f"{path} {keyword} has an odd length "
+                                     f"({len(raw)} bytes)", policy["odd_length"] == "quarantine"))
+            else:
+                out.changes.append((path, keyword, text, text, "odd_length"))
+                out.problems.append(("odd_length_value", f"fixed: {path} {keyword} padded to "
+                                     "an even length", False))
+    _required(obj, config, out)
+    out.changes.extend(obj.corrections)
+    _output_charset(obj, charset, charset_ok, text_changes, config, out)
+    return out
+
+
+def _charset_problem(charset: charsets.CharacterSet, rule: str, out: RuleOutput) -> bool:
+    """Record an invalid or overridden declared set; False when text cannot be trusted."""
+    if charset.problem is None:
+        return True
+    if charset.problem == "character_set_override":
+        return True  # the user said what the bytes are; _output_charset declares it
+    fixable = rule == "fix" and bool(charset.terms) and charset.dicom_terms
+    if fixable:
+        new = "\\".join(charset.terms)
+        out.changes.append((SPECIFIC_CHARACTER_SET, "SpecificCharacterSet",
+                            "\\".join(charset.declared), new, "character_set"))
+        out.problems.append((charset.problem, f"fixed: {charset.message}", False))
+        return True
+    out.problems.append((charset.problem, charset.message or "", rule == "quarantine"))
+    return rule != "quarantine"
+
+
+def _repair(path: str, vr: str, keyword: str, text: str, config: Config,
+            out: RuleOutput) -> str | None:
+    """Apply the value rules to one element; the new value if any rule changed it."""
+    policy = config.rules
+    current, changed = text, False
+    for _ in range(MAX_PASSES):
+        if vr == "UI":
+            findings = _uid_findings(path, keyword, current, config)
+        else:
+            findings = values.check_value(vr, current, keyword, date_order=config.date_order
+                                          or None, max_length=True)
+        fixed = False
+        for finding in findings:
+            rule = policy.get(finding.rule, "warn")
+            if rule == "fix" and finding.new is not None:
+                out.changes.append((path, keyword, current, finding.new, finding.rule))
+                out.problems.append((finding.code, f"fixed: {path} {finding.message}", False))
+                current, changed, fixed = finding.new, True, True
+                break
+            out.problems.append((finding.code, f"{path} {finding.message}"
+                                 + (" (could not be repaired)" if rule == "fix" else ""),
+                                 rule == "quarantine"))
+        if not fixed:
+            break
+    return current if changed else None
+
+
+def _uid_findings(path: str, keyword: str, value: str, config: Config) -> list[values.Finding]:
+    """An invalid UID: remapped, unless it names a class (then it can only be reported)."""
+    stripped = value[:-1] if value.endswith("\x00") else value
+    reason = values.uid_problem(stripped)
+    if reason is None or stripped in UID_dictionary:
+        return []
+    message = f"{keyword} {stripped!r}: {reason}"
+    if keyword in CLASS_UID_KEYWORDS:
+        return [values.Finding("invalid_uid", "invalid_uid", message + " (a class UID: not "
+                               "remapped)", None)]
+    return [values.Finding("invalid_uid", "invalid_uid", message,
+                           values.remap_uid(stripped, config.namespace))]
+
+
+def _required(obj: RuleInput, config: Config, out: RuleOutput) -> None:
+    """Absent attributes (empty ones for type 1) handled as [required] says."""
+    context = dict(obj.context)
+    lacking = [(k, None) for k in obj.missing] + [(k, "") for k in obj.empty if k in TYPE_1]
+    for keyword, old in lacking:
+        how = config.required.get(keyword)
+        if how is None:
+            continue
+        state = "absent" if old is None else "empty"
+        tag = _tag_path(keyword)
+        if how == "empty":
+            if old is None:
+                out.changes.append((tag, keyword, None, "", "required_attributes"))
+            continue
+        if how.startswith("value:"):
+            out.changes.append((tag, keyword, old, how[len("value:"):], "required_attributes"))
+            out.problems.append(("missing_attribute", f"fixed: {keyword} {state}; set to "
+                                 f"{how[len('value:'):]!r}", False))
+        elif how == "generate":
+            parts = _generation_parts(keyword, context)
+            new = values.generated_uid(config.namespace, keyword, *parts)
+            out.changes.append((tag, keyword, old, new, "required_attributes"))
+            out.problems.append(("missing_attribute", f"fixed: {keyword} {state}; generated "
+                                 f"from {', '.join(p or '-' for p in parts)}", False))
+        else:
+            out.problems.append(("missing_attribute", f"{keyword} is {state}",
+                                 how == "quarantine"))
+
+
+GENERATED_FROM = {"SeriesInstanceUID": ("StudyInstanceUID", "Modality", "SeriesNumber"),
+                  "StudyInstanceUID": ("PatientID", "AccessionNumber", "StudyDate")}
+
+
+def _generation_parts(keyword: str, context: dict[str, str | None]) -> list[str]:
+    return [context.get(k) or "" for k in GENERATED_FROM[keyword]]
+
+
+def _tag_path(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _output_charset(obj: RuleInput, charset: charsets.CharacterSet, charset_ok: bool,
+                    text_changes: dict[str, tuple[str, str, str]], config: Config,
+                    out: RuleOutput) -> None:
+    """Re-encode to UTF-8 when asked, when the actual set has no DICOM name, or when a new
+    value cannot be written in the declared set."""
+    if not charset_ok:
+        return
+    terms = charset.terms
+    declared_after = next((c[3] for c in out.changes if c[0] == SPECIFIC_CHARACTER_SET), None)
+    if declared_after is not None:
+        terms = tuple(declared_after.split("\\"))
+    unencodable = [c for c in out.changes if c[3] and not c[3].isascii()
+                   and c[0].rsplit(".", 1)[-1] and _vr_of(c) in CHARSET_VRS
+                   and charsets.encode(c[3], _vr_of(c), terms) is None]
+    wanted = config.charset_output == "utf8" or not charset.dicom_terms or bool(unencodable)
+    has_text = bool(text_changes) or any(c[3] and not c[3].isascii() for c in out.changes)
+    if not wanted and charset.problem == "character_set_override" and declared_after is None \
+            and charset.terms and (has_text or obj.charset):
+        out.changes.append((SPECIFIC_CHARACTER_SET, "SpecificCharacterSet", obj.charset,
+                            "\\".join(charset.terms), "character_set"))
+        return
+    if not wanted or terms == charsets.UTF8:
+        return
+    if not has_text:
+        return  # nothing but ASCII: the declared set stays as it is
+    changed = {c[0] for c in out.changes}
+    for path, (_, text, keyword) in text_changes.items():
+        if path not in changed:
+            out.changes.append((path, keyword, text, text, "charset_utf8"))
+    out.changes[:] = [c for c in out.changes if c[0] != SPECIFIC_CHARACTER_SET]
+    old = obj.charset
+    out.changes.append((SPECIFIC_CHARACTER_SET, "SpecificCharacterSet", old, UTF8_TERM,
+                        "charset_utf8"))
+
+
+def _vr_of(change: Change) -> str:
+    from migrate_fs.transcode import dictionary_vr
+
+    last = change[0].rsplit(".", 1)[-1]
+    return dictionary_vr(int(last[1:5] + last[6:10], 16))
