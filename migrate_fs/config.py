@@ -112,6 +112,18 @@ date_order = ""
 # Policy for problems found while reading: "quarantine" or "warn".
 {problems}
 
+[duplicates]
+# Same SOPInstanceUID, different content: "quarantine" every copy, keep one
+# ("keep_newest_instance": by InstanceCreationDate/Time; "keep_newest_file": by file time) and
+# quarantine the rest, or "keep_all" (the later copies get new deterministic SOPInstanceUIDs).
+conflict = "quarantine"
+# Same SOPInstanceUID, each content in another transfer syntax (lossless and lossy copies of
+# one image): "keep_lossless" (skip the others as duplicates) or "conflict" (as above).
+variants = "keep_lossless"
+# Different SOPInstanceUID, same pixel data and identifying attributes: "migrate" (reported),
+# "skip" (skipped as duplicates) or "off" (not looked for: no pixel data is read for it).
+content_duplicates = "migrate"
+
 [pixel]
 # Decode pixel data during the inventory, in a separate process that may crash:
 # "none", "first" (first frame) or "all" (every frame).
@@ -143,6 +155,9 @@ class Config:
     problems: dict[str, Policy] = field(default_factory=lambda: dict(PROBLEM_POLICIES))
     decode_check: str = "none"
     decoder: str = ""
+    conflict: str = "quarantine"
+    variants: str = "keep_lossless"
+    content_duplicates: str = "migrate"
     source: str | None = None  # the file it was read from
 
     def code_policies(self) -> dict[str, Policy]:
@@ -158,6 +173,8 @@ class Config:
                 "date_order": self.date_order, "overrides": self.overrides,
                 "rules": self.rules, "required": self.required, "problems": self.problems,
                 "decode_check": self.decode_check, "decoder": self.decoder,
+                "conflict": self.conflict, "variants": self.variants,
+                "content_duplicates": self.content_duplicates,
                 "source": self.source}
 
 
@@ -186,7 +203,10 @@ def load_config(path: str | Path | None) -> Config:
 def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     """Validate a parsed TOML document and merge it over the defaults."""
     where = source or "configuration"
-    _only(data, {"migration", "charset", "rules", "required", "problems", "pixel"}, where)
+    _only(data, {"migration", "charset", "rules", "required", "problems", "duplicates",
+                 "pixel"}, where)
+    duplicates = _table(data, "duplicates", {"conflict", "variants", "content_duplicates"},
+                        where)
     migration = _table(data, "migration", {"namespace"}, where)
     charset = _table(data, "charset", {"output", "date_order", "overrides"}, where)
     overrides = charset.get("overrides", {})
@@ -217,6 +237,14 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
                   overrides={k.strip(): v.strip() for k, v in overrides.items()},
                   rules=rules, required=required, problems=problems, decode_check=decode,
                   decoder=decoder,
+                  conflict=_choice(duplicates.get("conflict", "quarantine"),
+                                   ("quarantine", "keep_newest_instance", "keep_newest_file",
+                                    "keep_all"), "duplicates.conflict", where),
+                  variants=_choice(duplicates.get("variants", "keep_lossless"),
+                                   ("keep_lossless", "conflict"), "duplicates.variants", where),
+                  content_duplicates=_choice(duplicates.get("content_duplicates", "migrate"),
+                                             ("migrate", "skip", "off"),
+                                             "duplicates.content_duplicates", where),
                   source=source)
 
 
@@ -259,6 +287,8 @@ def describe(config: Config) -> str:
              f"namespace: {config.namespace}",
              f"charset: output={config.charset_output} date_order={config.date_order or '-'} "
              f"overrides={config.overrides or '{}'}",
+             f"duplicates: conflict={config.conflict} variants={config.variants} "
+             f"content_duplicates={config.content_duplicates}",
              f"pixel: decode_check={config.decode_check} "
              f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}", "", "rule                  policy      "
              "codes"]

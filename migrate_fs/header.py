@@ -57,6 +57,8 @@ ATTRIBUTES: dict[str, str] = {
     "specific_character_set": "SpecificCharacterSet",
     "issuer_of_patient_id": "IssuerOfPatientID",
     "lossy_image_compression": "LossyImageCompression",
+    "instance_creation_date": "InstanceCreationDate",
+    "instance_creation_time": "InstanceCreationTime",
 }
 
 

@@ -64,6 +64,10 @@ _PLAN = [
     ("output_path", pa.string()),
     ("output_transfer_syntax", pa.string()),
     ("duplicate_of", pa.string()),
+    ("duplicate_group", pa.string()),
+    ("duplicate_kind", pa.string()),
+    ("differs", pa.list_(pa.string())),
+    ("content_sha256", pa.string()),
     ("changes", pa.list_(CHANGE)),
 ]
 _RESULT = [

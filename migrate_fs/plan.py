@@ -24,11 +24,14 @@ from pydicom.uid import (
 )
 
 from migrate_fs.config import Config
+from migrate_fs.content import Digest, digests
+from migrate_fs.duplicates import DUPLICATE_INPUT, Decisions, Hashes, decide_duplicates
 from migrate_fs.corrections import Applied, apply_corrections
 from migrate_fs.manifest import CHANGE, PROBLEM
 from migrate_fs.paths import sanitize_component
 from migrate_fs.problems import CATALOGUE
 from migrate_fs.rules import RuleInput, RuleOutput, apply_rules
+from migrate_fs.values import generated_uid
 
 NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
                    DeflatedExplicitVRLittleEndian]
@@ -41,25 +44,28 @@ def output_transfer_syntax(source_syntax: str) -> str:
 
 
 # The inventory columns the decisions need: the plan reads only these for the whole run.
-DECISION_INPUT = ["object_id", "locator", "size", "kind", "problems", "patient_id",
-                  "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-                  "transfer_syntax", "elements", "missing", "empty", "specific_character_set",
-                  "modality", "series_number", "accession_number", "study_date", "patient_name",
-                  "issuer_of_patient_id", "patient_birth_date", "patient_sex"]
+DECISION_INPUT = sorted({"object_id", "locator", "size", "kind", "problems", "patient_id",
+                         "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                         "transfer_syntax", "elements", "missing", "empty",
+                         "specific_character_set", "modality", "series_number",
+                         "accession_number", "study_date", "patient_name",
+                         "issuer_of_patient_id", "patient_birth_date", "patient_sex",
+                         *DUPLICATE_INPUT})
 DECISIONS = ["problems", "output_patient_id", "output_study_instance_uid",
              "output_series_instance_uid", "output_sop_instance_uid", "action", "reason",
-             "output_path", "output_transfer_syntax", "duplicate_of", "changes"]
+             "output_path", "output_transfer_syntax", "duplicate_of", "duplicate_group",
+             "duplicate_kind", "differs", "content_sha256", "changes"]
 # Identifying columns and the top-level tag whose change gives their output value.
 OUTPUT_IDS = {"patient_id": "(0010,0020)", "study_instance_uid": "(0020,000D)",
               "series_instance_uid": "(0020,000E)", "sop_instance_uid": "(0008,0018)"}
 
 
 def make_plan(inventory: pa.Table, config: Config | None = None,
-              corrections: pa.Table | None = None) -> pa.Table:
+              corrections: pa.Table | None = None, hashes: Hashes | None = None) -> pa.Table:
     """The plan table: the inventory's columns plus action, reason, output path and more."""
     applied = apply_corrections(inventory.select(CORRECTION_INPUT), corrections) \
         if corrections is not None else None
-    return attach(inventory, decide(inventory.select(DECISION_INPUT), config, applied))
+    return attach(inventory, decide(inventory.select(DECISION_INPUT), config, applied, hashes))
 
 
 def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
@@ -72,12 +78,12 @@ def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
 
 
 def decide(table: pa.Table, config: Config | None = None,
-           corrections: Applied | None = None) -> pa.Table:
+           corrections: Applied | None = None, hashes: Hashes | None = None) -> pa.Table:
     """The decision columns (see DECISIONS) for each row of ``table``, in the same row order.
 
     ``corrections`` is the legacy database's corrections applied to the same rows
-    (:func:`migrate_fs.corrections.apply_corrections` on the CORRECTION_INPUT columns).
-
+    (:func:`migrate_fs.corrections.apply_corrections` on the CORRECTION_INPUT columns);
+    ``hashes`` computes content hashes (default: read the objects, see migrate_fs/content.py).
     "First" (of duplicates) means first in locator order, whatever order the rows come in.
     """
     config = config or Config()
@@ -88,28 +94,38 @@ def decide(table: pa.Table, config: Config | None = None,
     reason = _first_blocking_code(problems, n, policies)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
     added: dict[int, list[tuple[str, str]]] = {}
-    changes, ids = _rule_decisions(table, candidate, reason, added, config, corrections)
+    per_row, ids = _rule_decisions(table, candidate, reason, added, config, corrections)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
+    dups = decide_duplicates(table, candidate, ids["sop_instance_uid"], order, per_row, config,
+                             hashes or _read_hashes)
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    for row, code in dups.reason.items():
+        reason[row] = code
+        candidate[row] = False
+    for row, kept in dups.duplicate_of.items():
+        duplicate_of[row] = kept
+    for row, found in dups.problems.items():
+        added.setdefault(row, []).extend(found)
+    _new_uids(dups, ids, per_row, config)
     path = _output_paths(ids, candidate)
     object_id = table.column("object_id").combine_chunks()
-    duplicate_of = np.full(n, -1, dtype=np.int64)
-    for code, what, key in (
-            ("duplicate_sop_instance_uid", "same SOPInstanceUID as",
-             ids["sop_instance_uid"]),
-            ("output_path_collision", "output path differs only in letter case from that of",
-             pc.utf8_lower(path))):
-        later, kept = _later_copies(key, order[candidate[order]])
-        reason[later] = code
-        candidate[later] = False
-        duplicate_of[later] = kept
-        for row, kept_id in zip(later.tolist(), object_id.take(pa.array(kept)).to_pylist()):
-            added.setdefault(row, []).append((code, f"{what} object {kept_id}"))
+    later, kept = _later_copies(pc.utf8_lower(path), order[candidate[order]])
+    reason[later] = "output_path_collision"
+    candidate[later] = False
+    duplicate_of[later] = kept
+    for row, kept_id in zip(later.tolist(), object_id.take(pa.array(kept)).to_pylist()):
+        added.setdefault(row, []).append(("output_path_collision", "output path differs only "
+                                          f"in letter case from that of object {kept_id}"))
     reasons = pa.array(reason, pa.string())
     keep = pa.array(candidate)
     ts = table.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string())
     out_ts = pc.if_else(pc.is_in(ts, pa.array(NATIVE_SYNTAXES)), ExplicitVRLittleEndian, ts)
+    skipped = np.zeros(n, dtype=bool)
+    skipped[sorted(dups.skip)] = True
     actions = pc.if_else(pc.is_null(reasons), "migrate",
-                         pc.if_else(pc.is_in(reasons, SKIPPING), "skip", "quarantine"))
+                         pc.if_else(pa.array(skipped), "skip_duplicate",
+                                    pc.if_else(pc.is_in(reasons, SKIPPING), "skip",
+                                               "quarantine")))
     return pa.table({
         "problems": _append_problems(problems, added),
         **{f"output_{c}": ids[c] for c in OUTPUT_IDS},
@@ -118,13 +134,43 @@ def decide(table: pa.Table, config: Config | None = None,
         "output_path": pc.if_else(keep, path, pa.scalar(None, pa.string())),
         "output_transfer_syntax": pc.if_else(keep, out_ts, pa.scalar(None, pa.string())),
         "duplicate_of": _take_or_null(object_id, duplicate_of),
-        "changes": changes,
+        "duplicate_group": _sparse(dups.group, n, pa.string()),
+        "duplicate_kind": _sparse(dups.kind, n, pa.string()),
+        "differs": _sparse(dups.differs, n, pa.list_(pa.string())),
+        "content_sha256": _sparse(dups.content, n, pa.string()),
+        "changes": _changes_array(per_row, n),
     })
+
+
+def _read_hashes(rows: list[dict[str, Any]]) -> dict[str, Digest | str]:
+    return dict(digests(rows))
+
+
+def _sparse(values: dict[int, Any], n: int, type_: pa.DataType) -> pa.Array:
+    """A column that is null except at the rows in ``values``."""
+    column: list[Any] = [None] * n
+    for row, value in values.items():
+        column[row] = value
+    return pa.array(column, type_)
+
+
+def _new_uids(dups: Decisions, ids: dict[str, pa.Array], per_row: dict[int, list[Any]],
+              config: Config) -> None:
+    """keep_all conflicts: the later copies get new SOPInstanceUIDs, recorded as changes."""
+    if not dups.new_uid:
+        return
+    uids = ids["sop_instance_uid"].to_pylist()
+    for row, content in dups.new_uid.items():
+        new = generated_uid(config.namespace, "SOPInstanceUID", uids[row] or "", content)
+        per_row.setdefault(row, []).append((OUTPUT_IDS["sop_instance_uid"], "SOPInstanceUID",
+                                            uids[row], new, "duplicate_new_uid"))
+        uids[row] = new
+    ids["sop_instance_uid"] = pa.array(uids, pa.string())
 
 
 def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
                     added: dict[int, list[tuple[str, str]]], config: Config,
-                    applied: Applied | None) -> tuple[pa.Array, dict[str, pa.Array]]:
+                    applied: Applied | None) -> tuple[dict[int, list[Any]], dict[str, pa.Array]]:
     """Apply corrections and rules to the candidate rows: their changes, their output
     identifiers, and (in ``reason`` and ``added``) what they found."""
     n = table.num_rows
@@ -178,7 +224,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
             for row, value in updates.items():
                 values[row] = value
             ids[column] = pa.array(values, pa.string())
-    return _changes_array(per_row, n), ids
+    return per_row, ids
 
 
 CORRECTION_INPUT = ["study_instance_uid", "accession_number", "patient_id", "patient_name",

@@ -71,9 +71,22 @@ CATALOGUE: dict[str, Code] = {
              "it are processed normally."),
         Code("dicomdir", "skip",
              "A DICOMDIR media directory: recorded, not migrated as an instance."),
-        Code("duplicate_sop_instance_uid", "error",
-             "Another object of the run maps to the same output file (same SOPInstanceUID); "
-             "the first by locator order is migrated, this one is quarantined."),
+        Code("duplicate", "skip",
+             "Another object of the run has the same SOPInstanceUID and the same content "
+             "(equal datasets as written, whatever their encoding): that copy (duplicate_of) "
+             "is migrated, this one is skipped."),
+        Code("transfer_syntax_variant", "skip",
+             "Another object has the same SOPInstanceUID and the same image in another "
+             "transfer syntax; the lossless copy (duplicate_of) is migrated, this one skipped "
+             "([duplicates] variants)."),
+        Code("uid_conflict", "error",
+             "Other objects have the same SOPInstanceUID and different content; the message "
+             "says what differs ('differs' column). [duplicates] conflict decides: quarantine "
+             "all (default), keep the newest, or keep all with new UIDs."),
+        Code("content_duplicate", "warning",
+             "Another object (duplicate_of) has the same pixel data and identifying "
+             "attributes under another SOPInstanceUID; migrated unless [duplicates] "
+             "content_duplicates = \"skip\"."),
         Code("output_path_collision", "error",
              "Another object maps to an output path that differs only in letter case; "
              "on a case-insensitive file system the two would collide."),

@@ -95,7 +95,9 @@ _TIME = rb"(?:[01][0-9]|2[0-3])(?:[0-5][0-9](?:(?:[0-5][0-9]|60)(?:\.[0-9]{1,6})
 _OFFSET = rb"(?:[+-](?:0[0-9]|1[0-4])[0-5][0-9])"
 _DATETIME = (_YEAR + rb"(?:" + _MONTH_DAY + rb"(?:" + _TIME + rb")?|0[1-9]|1[0-2])?"
              + _OFFSET + rb"?")
-_UID_BYTES = rb"(?=[0-9.]{1,64}(?![0-9.]))(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*"
+# One UID (components without leading zeros) and its NUL pad; with the 64-byte limit. Several
+# UIDs in one element (rare) are left to check_value.
+_UID_BYTES = rb"(?:(?!0[0-9])[0-9]++(?:\.(?!0[0-9])[0-9]++)*+)?\x00?"
 _PRINTABLE = rb"[\x20-\x5b\x5d-\x7e]"  # printable ASCII but backslash
 _PN_GROUP = rb"[\x20-\x3c\x3e-\x5b\x5d-\x7e]{0,64}"  # ... and '='
 _TEXT = rb"[\t\n\f\r\x20-\x7e]*"  # LT ST UT UC: ASCII text without NUL or ESC
@@ -131,7 +133,7 @@ _CLEAN: dict[str, tuple[Callable[[bytes], object], int]] = {
         ("ST", _TEXT, MAX_LENGTH["ST"]),
         ("TM", _ranged(_TIME), _NO_LIMIT),
         ("UC", _TEXT, _NO_LIMIT),
-        ("UI", rb"(?:" + _values(_UID_BYTES) + rb")?\x00?", _NO_LIMIT),
+        ("UI", _UID_BYTES, UID_MAX),
         ("UR", rb"[^\x00]*", _NO_LIMIT),
         ("UT", _TEXT, _NO_LIMIT),
     )

@@ -313,7 +313,7 @@ def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
     if pixel is not None:
         raw_bits = coder.context.get(BITS_ALLOCATED)
         bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
-        after = _copy_pixel_data(src, row, bits, sink)
+        after = copy_pixel_data(src, row, bits, sink)
         if after < size:
             src.seek(after)
             tail = src.read(size - after)
@@ -325,7 +325,7 @@ def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
     return coder.changes
 
 
-def _copy_pixel_data(src: BinaryIO, row: dict[str, Any], bits_allocated: int | None,
+def copy_pixel_data(src: BinaryIO, row: dict[str, Any], bits_allocated: int | None,
                      sink: _HashingWriter) -> int:
     """Copy the Pixel Data element; return the source offset just after it."""
     endian = "<" if row["is_little_endian"] else ">"

@@ -6,8 +6,20 @@ import random
 
 import pyarrow as pa
 
+from migrate_fs.config import parse_config
+from migrate_fs.content import Digest
 from migrate_fs.manifest import SCHEMAS
 from migrate_fs.plan import make_plan
+
+
+def contents(by_locator: dict[str, str]):
+    """A content hasher for objects that exist only as inventory rows: ``by_locator`` gives
+    each object's content label (objects not listed have content of their own)."""
+    def hashes(rows: list[dict]) -> dict[str, Digest]:
+        return {r["object_id"]: Digest(by_locator.get(r["locator"], r["locator"]), "pixels",
+                                       {"(0010,0010)": by_locator.get(r["locator"], "x")})
+                for r in rows}
+    return hashes
 
 
 def inventory(rows: list[dict]) -> pa.Table:
@@ -28,13 +40,14 @@ def test_first_copy_by_locator_order_is_kept_whatever_the_input_order() -> None:
     plans = []
     for seed in range(5):
         random.Random(seed).shuffle(rows)
-        plans.append(by_locator(make_plan(inventory(rows))))
+        plans.append(by_locator(make_plan(inventory(rows), hashes=contents(
+            {f"/x/{c}": "same" for c in "abcd"}))))
     assert all(p == plans[0] for p in plans)
     plan = plans[0]
     assert plan["/x/a"]["action"] == "migrate" and plan["/x/e"]["action"] == "migrate"
     for c in "bcd":
-        assert plan[f"/x/{c}"]["action"] == "quarantine"
-        assert plan[f"/x/{c}"]["reason"] == "duplicate_sop_instance_uid"
+        assert plan[f"/x/{c}"]["action"] == "skip_duplicate"
+        assert plan[f"/x/{c}"]["reason"] == "duplicate"
         assert plan[f"/x/{c}"]["duplicate_of"] == "id/x/a"
         assert plan[f"/x/{c}"]["output_path"] is None
 
@@ -68,6 +81,26 @@ def test_empty_inventory_gives_empty_plan() -> None:
     assert make_plan(inventory([])).num_rows == 0
 
 
+def test_same_uid_with_different_content_is_a_conflict_decided_by_policy() -> None:
+    rows = inventory([{"locator": f"/x/{c}", "sop_instance_uid": "1.9", "mtime_ns": t}
+                      for c, t in (("a", 5), ("b", 9), ("c", 1))])
+    hashes = contents({"/x/a": "one", "/x/b": "two", "/x/c": "one"})
+    plan = by_locator(make_plan(rows, hashes=hashes))
+    assert {r["reason"] for r in plan.values()} == {"uid_conflict"}
+    assert {r["action"] for r in plan.values()} == {"quarantine"}
+    assert plan["/x/b"]["differs"] == ["PatientName"]
+    assert plan["/x/a"]["duplicate_group"] == "1.9"
+    newest = by_locator(make_plan(rows, parse_config({"duplicates": {
+        "conflict": "keep_newest_file"}}), hashes=hashes))
+    assert newest["/x/b"]["action"] == "migrate"
+    assert newest["/x/a"]["reason"] == newest["/x/c"]["reason"] == "uid_conflict"
+    keep_all = by_locator(make_plan(rows, parse_config({"duplicates": {"conflict": "keep_all"}}),
+                                    hashes=hashes))
+    assert keep_all["/x/b"]["action"] == "migrate"
+    assert keep_all["/x/b"]["output_sop_instance_uid"] != "1.9"
+    assert keep_all["/x/c"]["action"] == "skip_duplicate"  # an identical copy of a
+
+
 def test_existing_problems_are_kept_when_a_duplicate_is_added() -> None:
     plan = by_locator(make_plan(inventory([
         {"locator": "/a", "sop_instance_uid": "1.1", "problems": [
@@ -76,9 +109,10 @@ def test_existing_problems_are_kept_when_a_duplicate_is_added() -> None:
             {"code": "transfer_syntax_mismatch", "message": "lies"}]},
         {"locator": "/c", "sop_instance_uid": "1.2", "patient_id": None},
         {"locator": "/d", "sop_instance_uid": "1.3", "patient_id": None},
-    ])))
+    ]), parse_config({"required": {"PatientID": "warn"}}),
+        hashes=contents({"/a": "same", "/b": "same"})))
     assert [p["code"] for p in plan["/a"]["problems"]] == ["missing_file_meta"]
     assert [p["code"] for p in plan["/b"]["problems"]] == ["transfer_syntax_mismatch",
-                                                           "duplicate_sop_instance_uid"]
+                                                           "duplicate"]
     assert plan["/c"]["output_path"].split("/")[0] == plan["/d"]["output_path"].split("/")[0]
     assert plan["/c"]["output_path"].startswith("_empty~")

@@ -1,0 +1,240 @@
+"""duplicates: the three-way duplicate model, decided once for the whole run.
+
+1. Same SOPInstanceUID, same content (see :mod:`migrate_fs.content`): one copy is migrated, the
+   others are ``skip_duplicate`` (reason ``duplicate``) with ``duplicate_of`` the kept copy.
+2. Same SOPInstanceUID, different content. Copies that differ only in their encoding of the
+   pixel data (each distinct content in another transfer syntax: the lossless and lossy copies
+   of one image) are *variants*: by default the lossless copy is kept (native or lossless
+   compression; the first in locator order among equals) and the others are
+   ``skip_duplicate`` (reason ``transfer_syntax_variant``). Anything else is a *conflict*
+   (reason ``uid_conflict``): by default every copy is quarantined; ``[duplicates] conflict``
+   can keep the newest (by InstanceCreationDate/Time or by file time) and quarantine the rest, or
+   keep all, giving the later copies new deterministic SOPInstanceUIDs.
+3. Different SOPInstanceUID, same content (same pixel data and identifying attributes): the
+   later copies get ``content_duplicate`` (a warning) and are migrated, or skipped when
+   ``[duplicates] content_duplicates = "skip"``.
+
+Content hashes are computed lazily: only for objects whose SOPInstanceUID collides with
+another's, or whose pixel signature (identifying attributes, pixel data length and transfer
+syntax, all from the inventory) does. "First" always means first in locator order, so the
+decisions do not depend on the order of the sources or the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydicom.uid import UID
+
+from migrate_fs.config import Config
+from migrate_fs.content import HASH_INPUT, Digest
+from migrate_fs.pixels import lossy
+
+# Identifying attributes that, with the pixel data, make two objects "the same image".
+SIGNATURE = ["patient_id", "patient_name", "patient_birth_date", "patient_sex", "study_date",
+             "study_time", "accession_number", "modality", "series_number", "instance_number",
+             "transfer_syntax", "pixel_data_length"]
+DUPLICATE_INPUT = sorted(set(HASH_INPUT + SIGNATURE + [
+    "instance_creation_date", "instance_creation_time", "mtime_ns"]))
+
+Hashes = Callable[[list[dict[str, Any]]], dict[str, "Digest | str"]]
+
+
+@dataclass
+class Decisions:
+    """What the duplicate model decided, by row index."""
+
+    reason: dict[int, str] = field(default_factory=dict)  # rows that are not migrated
+    skip: set[int] = field(default_factory=set)  # of those, the ones skipped (not quarantined)
+    duplicate_of: dict[int, int] = field(default_factory=dict)
+    problems: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    group: dict[int, str] = field(default_factory=dict)
+    kind: dict[int, str] = field(default_factory=dict)
+    differs: dict[int, list[str]] = field(default_factory=dict)
+    content: dict[int, str] = field(default_factory=dict)
+    new_uid: dict[int, str] = field(default_factory=dict)  # keep_all: a new SOPInstanceUID
+    hashed: int = 0
+
+    def note(self, row: int, code: str, message: str) -> None:
+        self.problems.setdefault(row, []).append((code, message))
+
+
+def decide_duplicates(table: pa.Table, candidate: np.ndarray, sop_uids: pa.Array,
+                      order: np.ndarray, changes: dict[int, list[Any]], config: Config,
+                      hashes: Hashes) -> Decisions:
+    """Classify the candidate rows' duplicates (see the module docstring)."""
+    out = Decisions()
+    rows = order[candidate[order]]  # candidates in priority (locator) order
+    uid_groups = _groups(sop_uids, rows)
+    signature_groups = _groups(_signature(table), rows) if config.content_duplicates != "off" \
+        else []
+    wanted = sorted({r for g in uid_groups + signature_groups for r in g})
+    if not wanted:
+        return out
+    info = table.take(pa.array(wanted)).select(DUPLICATE_INPUT).to_pylist()
+    by_row = dict(zip(wanted, info))
+    for row in wanted:
+        by_row[row]["changes"] = [dict(zip(("tag", "keyword", "old", "new", "rule"), c))
+                                  for c in changes.get(row, [])]
+    found = hashes([by_row[r] for r in wanted])
+    out.hashed = len(found)
+    digests: dict[int, Digest] = {}
+    for row in wanted:
+        result = found.get(by_row[row]["object_id"])
+        if isinstance(result, Digest):
+            digests[row] = result
+            out.content[row] = result.content
+        else:
+            out.reason[row] = "unreadable_source"
+            out.note(row, "unreadable_source", f"content hash: {result}")
+    for group in uid_groups:
+        _uid_group([r for r in group if r in digests], digests, by_row, sop_uids, config, out)
+    for group in signature_groups:
+        _signature_group([r for r in group if r in digests and r not in out.reason], digests,
+                         by_row, config, out)
+    return out
+
+
+def _groups(key: pa.Array, rows: np.ndarray) -> list[list[int]]:
+    """Rows (in the given order) sharing a non-null key, for keys held by two or more."""
+    if len(rows) < 2:
+        return []
+    values = key.take(pa.array(rows))
+    encoded = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
+    valid = ~np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False))
+    groups: dict[int, list[int]] = {}
+    for row, code, ok in zip(rows.tolist(), encoded.tolist(), valid.tolist()):
+        if ok:
+            groups.setdefault(code, []).append(row)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _signature(table: pa.Table) -> pa.Array:
+    """Identifying attributes + pixel data length + transfer syntax, as one string (null for
+    objects without pixel data: they have no pixel signature)."""
+    parts = [pc.cast(table.column(c), pa.string()).combine_chunks() for c in SIGNATURE]
+    joined = pc.binary_join_element_wise(*[pc.fill_null(p, "") for p in parts], "\x1f")
+    return pc.if_else(pc.is_null(table.column("pixel_data_length").combine_chunks()),
+                      pa.scalar(None, pa.string()), joined)
+
+
+def _lossless(ts: str | None, lossy_flag: str | None) -> bool:
+    return not lossy(ts or "", lossy_flag)
+
+
+def _uid_group(group: list[int], digests: dict[int, Digest], rows: dict[int, dict[str, Any]],
+               sop_uids: pa.Array, config: Config, out: Decisions) -> None:
+    """One SOPInstanceUID held by several objects: identical copies, variants or a conflict."""
+    if len(group) < 2:
+        return
+    uid = sop_uids[group[0]].as_py()
+    distinct: dict[str, int] = {}  # content -> first row with it
+    for row in group:
+        first = distinct.setdefault(digests[row].content, row)
+        out.group[row] = uid
+        if first != row:
+            out.kind[row] = "identical"
+            _skip(out, row, first, "duplicate", f"same SOPInstanceUID and content as object "
+                                                f"{rows[first]['object_id']}")
+    if len(distinct) == 1:
+        out.kind[group[0]] = "identical"
+        return
+    heads = list(distinct.values())
+    syntaxes = [rows[r]["transfer_syntax"] for r in heads]
+    base = heads[0]
+    for row in group:
+        out.differs[row] = _differs(digests[base], digests[row], rows[base], rows[row])
+    if len(set(syntaxes)) == len(heads) and config.variants == "keep_lossless":
+        keep = next((r for r in heads if _lossless(rows[r]["transfer_syntax"], None)), base)
+        for row in heads:
+            out.kind[row] = "variant"
+            if row != keep:
+                _skip(out, row, keep, "transfer_syntax_variant",
+                      f"the same image as object {rows[keep]['object_id']} in "
+                      f"{UID(rows[keep]['transfer_syntax'] or '').name}; this copy is "
+                      f"{UID(rows[row]['transfer_syntax'] or '').name}")
+        return
+    _conflict(heads, digests, rows, config, out)
+
+
+def _conflict(heads: list[int], digests: dict[int, Digest], rows: dict[int, dict[str, Any]],
+              config: Config, out: Decisions) -> None:
+    """Distinct contents under one SOPInstanceUID, decided by ``[duplicates] conflict``."""
+    policy = config.conflict
+    keep: int | None = None
+    if policy == "keep_newest_instance":
+        keep = max(heads, key=lambda r: (rows[r]["instance_creation_date"] or "",
+                                         rows[r]["instance_creation_time"] or "", -heads.index(r)))
+    elif policy == "keep_newest_file":
+        keep = max(heads, key=lambda r: (rows[r]["mtime_ns"] or 0, -heads.index(r)))
+    elif policy == "keep_all":
+        keep = heads[0]
+    for row in heads:
+        out.kind[row] = "conflict"
+        what = ", ".join(out.differs[row] or out.differs[heads[0]]) or "content"
+        message = (f"{len(heads)} different objects share SOPInstanceUID {out.group[row]}; "
+                   f"they differ in {what}")
+        if policy == "keep_all" and row != keep:
+            out.new_uid[row] = digests[row].content
+            out.note(row, "uid_conflict", message + "; this copy gets a new SOPInstanceUID")
+        elif row == keep:
+            out.note(row, "uid_conflict", message + f"; kept by policy {policy}")
+        else:
+            out.reason[row] = "uid_conflict"
+            out.note(row, "uid_conflict", message)
+            if keep is not None:
+                out.duplicate_of[row] = keep
+    for row in list(out.duplicate_of):  # identical copies of a quarantined content follow it
+        head = out.duplicate_of[row]
+        if out.kind.get(row) == "identical" and out.reason.get(head) == "uid_conflict":
+            out.reason[row] = "uid_conflict"
+            out.skip.discard(row)
+
+
+def _signature_group(group: list[int], digests: dict[int, Digest],
+                     rows: dict[int, dict[str, Any]], config: Config, out: Decisions) -> None:
+    """Objects with equal identifying attributes: same pixel data under another UID?"""
+    first_by_pixel: dict[str | None, int] = {}
+    for row in group:
+        pixel = digests[row].pixel
+        if pixel is None:
+            continue
+        first = first_by_pixel.setdefault(pixel, row)
+        if first == row or out.group.get(row) == out.group.get(first) is not None:
+            continue  # the first of its pixels, or the same UID (decided above)
+        out.kind.setdefault(row, "content_duplicate")
+        message = (f"same pixel data and identifying attributes as object "
+                   f"{rows[first]['object_id']}, under another SOPInstanceUID")
+        if config.content_duplicates == "skip":
+            _skip(out, row, first, "content_duplicate", message)
+        else:
+            out.note(row, "content_duplicate", message)
+            out.duplicate_of.setdefault(row, first)
+
+
+def _skip(out: Decisions, row: int, kept: int, code: str, message: str) -> None:
+    out.reason[row] = code
+    out.skip.add(row)
+    out.duplicate_of[row] = kept
+    out.note(row, code, message)
+
+
+def _differs(a: Digest, b: Digest, row_a: dict[str, Any], row_b: dict[str, Any]) -> list[str]:
+    """The top-level elements (by keyword where known), pixel data and encoding that differ."""
+    from pydicom.datadict import keyword_for_tag
+
+    names = []
+    for tag in sorted(set(a.elements) | set(b.elements)):
+        if a.elements.get(tag) != b.elements.get(tag):
+            number = int(tag[1:5] + tag[6:10], 16)
+            names.append(keyword_for_tag(number) or tag)
+    if a.pixel != b.pixel:
+        names.append("PixelData")
+    if row_a["transfer_syntax"] != row_b["transfer_syntax"]:
+        names.append("TransferSyntaxUID")
+    return names
