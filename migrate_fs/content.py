@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs.archives import STREAM_ERRORS, iter_members
 from migrate_fs.elements import UNDEFINED, Window, element_header, skip_items
-from migrate_fs.transcode import Transcoder, tag_text
-from migrate_fs.writer import BITS_ALLOCATED, copy_pixel_data, edits_for
+from migrate_fs.transcode import tag_text
+from migrate_fs.writer import edits_for, transcode, transcode_buffer
 
 # Columns of a plan row that hashing needs.
 HASH_INPUT = ["object_id", "locator", "size", "archive", "archive_volumes", "member_offset",
@@ -58,34 +57,27 @@ class _Hasher:
 
 
 def digest(src: BinaryIO, row: dict[str, Any]) -> Digest:
-    """Hash one object read from ``src`` (positioned anywhere; it is seeked)."""
+    """Hash one object read from ``src`` (positioned anywhere; it is seeked): its dataset as
+    the writer would write it, the pixel data element hashed apart."""
     edits = edits_for(row)
-    parts: list[bytes] = []
+    header = _Collector()
     src.seek(row["dataset_offset"])
     if row["transfer_syntax"] == DeflatedExplicitVRLittleEndian:
         data = zlib.decompress(src.read(), -zlib.MAX_WBITS)
-        coder = Transcoder(parts.append, False, True, edits)
-        coder.dataset(data, 0, len(data))
-        coder.flush_inserts()
-        return _digest(b"".join(parts), None)
-    coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]),
-                       edits)
-    pixel, size = row["pixel_data_offset"], row["size"]
-    header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
-    coder.dataset(header, 0, len(header))
-    coder.flush_inserts()
-    pixel_hash = None
-    if pixel is not None:
-        raw_bits = coder.context.get(BITS_ALLOCATED)
-        bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
-        sink = _Hasher()
-        after = copy_pixel_data(src, row, bits, sink)  # type: ignore[arg-type]
-        pixel_hash = sink.sha256.hexdigest()
-        if after < size:
-            src.seek(after)
-            tail = src.read(size - after)
-            coder.dataset(tail, 0, len(tail))
-    return _digest(b"".join(parts), pixel_hash)
+        transcode_buffer(data, False, True, edits, header)
+        return _digest(b"".join(header.parts), None)
+    pixel = _Hasher()
+    transcode(src, row, header, edits, pixel_sink=pixel)
+    has_pixels = row["pixel_data_offset"] is not None
+    return _digest(b"".join(header.parts), pixel.sha256.hexdigest() if has_pixels else None)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.parts.append(bytes(data))
 
 
 def _digest(header: bytes, pixel: str | None) -> Digest:

@@ -20,7 +20,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -48,6 +48,12 @@ class WriteError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class Sink(Protocol):
+    """Where bytes of the output go (a file with its hash, or only a hash)."""
+
+    def write(self, data: bytes | memoryview) -> None: ...
 
 
 class _HashingWriter:
@@ -250,7 +256,7 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         if edits:  # deflated datasets are small: inflate, then re-encode with the changes
             data = inflater.decompress(src.read()) + inflater.flush()
-            return _transcode_buffer(data, False, True, edits, sink)
+            return transcode_buffer(data, False, True, edits, sink)
         while chunk := src.read(CHUNK):
             sink.write(inflater.decompress(chunk))
         sink.write(inflater.flush())
@@ -258,7 +264,7 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
     if not row["is_implicit_vr"] and row["is_little_endian"] and not edits:
         _copy_range(src, sink, None)
         return []
-    return _transcode(src, row, sink, edits)
+    return transcode(src, row, sink, edits)
 
 
 def edits_for(row: dict[str, Any]) -> Edits:
@@ -288,8 +294,8 @@ def edits_for(row: dict[str, Any]) -> Edits:
     return edits
 
 
-def _transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
-                      sink: _HashingWriter) -> list[dict[str, Any]]:
+def transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
+                     sink: Sink) -> list[dict[str, Any]]:
     parts: list[bytes] = []
     coder = Transcoder(parts.append, implicit, little, edits)
     coder.dataset(data, 0, len(data))
@@ -298,9 +304,10 @@ def _transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
     return coder.changes
 
 
-def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
-               edits: Edits) -> list[dict[str, Any]]:
-    """Re-encode the header (with the plan's changes); the pixel data value is copied."""
+def transcode(src: BinaryIO, row: dict[str, Any], sink: Sink, edits: Edits,
+              pixel_sink: Sink | None = None) -> list[dict[str, Any]]:
+    """Re-encode the header (with the plan's changes); the pixel data element is copied (to
+    ``pixel_sink`` if given, so that it can be hashed apart)."""
     parts: list[bytes] = []  # collected and written at once: one hash update, one write
     coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]),
                        edits)
@@ -313,7 +320,7 @@ def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
     if pixel is not None:
         raw_bits = coder.context.get(BITS_ALLOCATED)
         bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
-        after = copy_pixel_data(src, row, bits, sink)
+        after = copy_pixel_data(src, row, bits, pixel_sink or sink)
         if after < size:
             src.seek(after)
             tail = src.read(size - after)
@@ -326,7 +333,7 @@ def _transcode(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
 
 
 def copy_pixel_data(src: BinaryIO, row: dict[str, Any], bits_allocated: int | None,
-                     sink: _HashingWriter) -> int:
+                    sink: Sink) -> int:
     """Copy the Pixel Data element; return the source offset just after it."""
     endian = "<" if row["is_little_endian"] else ">"
     src.seek(row["pixel_data_offset"])

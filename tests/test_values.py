@@ -237,6 +237,7 @@ CLEAN = [("DA", b"20010101"), ("DA", b"20010101 "), ("DA", b"20010101-20011231")
          ("CS", b"ORIGINAL\\PRIMARY\\AXIAL"), ("CS", b"ISO_IR 100"), ("LO", b"SOME DESCRIPTION"),
          ("SH", b"ACC12345"), ("PN", b"Doe^John^^Dr=Y^Z"), ("AE", b"STORESCP"), ("AS", b"045Y"),
          ("UI", b"1.2.840.10008.5.1.4.1.1.2\x00"), ("UI", b"1.2.3.0.44"), ("UI", b""),
+         ("UI", b"1." + b"2" * 62), ("UI", b"1." + b"2" * 61 + b"\x00"),
          ("LT", b"Line 1\r\nLine 2"), ("UT", b"x" * 20000), ("UR", b"http://example.com/a "),
          ("OB", b"\x00\x01"), ("US", b"\x01\x00"), ("SQ", b"")]
 
@@ -249,8 +250,8 @@ def test_typical_valid_values_are_not_suspect(vr: str, raw: bytes) -> None:
 
 @pytest.mark.parametrize(("vr", "raw"), [
     ("LO", "Müller".encode()), ("PN", b"\x1b$B;3ED\x1b(B"), ("LT", b"x" * 10241),
-    ("ST", b"x" * 1025), ("UI", b"1.2.3\x00\x00"), ("UI", b"1.2.3\\1.2.4"), ("DA", b"20000229"),
-    ("IS", b"1234567890")])
+    ("ST", b"x" * 1025), ("UI", b"1.2.3\x00\x00"), ("UI", b"1.2.3\\1.2.4"),
+    ("UI", b"1." + b"2" * 63), ("DA", b"20000229"), ("IS", b"1234567890")])
 def test_suspect_is_conservative(vr: str, raw: bytes) -> None:
     """Non-ASCII text, several UIDs, 29 February, ten-digit integers: left to check_value."""
     assert suspect(vr, raw)
