@@ -19,6 +19,7 @@ from migrate_fs import __version__, manifest
 from migrate_fs.execution import run_inventory, run_plan, run_write
 from migrate_fs.config import ConfigError, default_toml, describe, load_config
 from migrate_fs.corrections import load_corrections
+from migrate_fs.plan import HASH_STATS
 from migrate_fs.summary import problem_counts, table_text, totals
 
 
@@ -177,11 +178,15 @@ def _rules(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     corrections = load_corrections(args.corrections) if args.corrections else None
+    hashed = dict(HASH_STATS)
     plan, orphans = run_plan(args.manifests, args.run, config, corrections)
+    hashed = {k: HASH_STATS[k] - hashed[k] for k in hashed}
     manifest.write_run_info(args.manifests, args.run, plan={
-        "config": config.as_dict(),
+        "config": config.as_dict(), "content_hashes": hashed,
         "corrections": str(args.corrections.resolve()) if args.corrections else None})
     print(f"plan: {totals(plan)}")
+    print(f"content hashes: {hashed['objects']} objects (their UID or pixel signature collides), "
+          f"{hashed['bytes_read'] / 1e6:.1f} MB read")
     print(table_text(plan, ["action", "reason"]))
     report = problem_counts(plan)
     if report:

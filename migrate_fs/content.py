@@ -3,7 +3,7 @@
 Two objects have the same content when the datasets migrate-fs would write for them are equal,
 file meta excluded: each object's header is re-encoded exactly as the writer does (explicit VR
 little endian, sequences with undefined length, group lengths dropped, the plan's changes
-applied), so an implicit VR, a big endian and an explicit VR copy of one dataset are the same
+applied; Data Set Trailing Padding is not content), so an implicit VR, a big endian and an explicit VR copy of one dataset are the same
 content, while a copy with another PatientName is not. The pixel data value is hashed on its own
 (byte-swapped to little endian where the source is big endian; encapsulated fragments as they
 are), so that copies with equal pixels and different headers can be found too.
@@ -28,6 +28,7 @@ from migrate_fs.elements import UNDEFINED, Window, element_header, skip_items
 from migrate_fs.transcode import tag_text
 from migrate_fs.writer import edits_for, transcode, transcode_buffer
 
+DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
 # Columns of a plan row that hashing needs.
 HASH_INPUT = ["object_id", "locator", "size", "archive", "archive_volumes", "member_offset",
               "transfer_syntax", "is_implicit_vr", "is_little_endian", "dataset_offset",
@@ -83,15 +84,18 @@ class _Collector:
 def _digest(header: bytes, pixel: str | None) -> Digest:
     """The digest of a re-encoded header, with one hash per top-level element."""
     elements: dict[str, str] = {}
+    whole = hashlib.sha256()
     win = Window(io.BytesIO(header), len(header), len(header))
     pos = 0
     while pos < len(header):
         tag, vr, length, value = element_header(win, pos, False, True)
         end = skip_items(win, value, True, vr == b"UN") if length == UNDEFINED \
             else value + length
-        elements[tag_text(tag)] = hashlib.sha256(header[pos:end]).hexdigest()[:16]
+        if tag != DATA_SET_TRAILING_PADDING:  # padding, not content
+            whole.update(header[pos:end])
+            elements[tag_text(tag)] = hashlib.sha256(header[pos:end]).hexdigest()[:16]
         pos = end
-    return Digest(hashlib.sha256(header).hexdigest(), pixel, elements)
+    return Digest(whole.hexdigest(), pixel, elements)
 
 
 def digests(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Digest | str]]:

@@ -3,8 +3,9 @@
 1. Same SOPInstanceUID, same content (see :mod:`migrate_fs.content`): one copy is migrated, the
    others are ``skip_duplicate`` (reason ``duplicate``) with ``duplicate_of`` the kept copy.
 2. Same SOPInstanceUID, different content. Copies that differ only in their encoding of the
-   pixel data (each distinct content in another transfer syntax: the lossless and lossy copies
-   of one image) are *variants*: by default the lossless copy is kept (native or lossless
+   pixel data (each distinct content in another transfer syntax, differing only in the pixel
+   data and the attributes that describe its encoding, :data:`PIXEL_ENCODING`: the lossless
+   and lossy copies of one image) are *variants*: by default the lossless copy is kept (native or lossless
    compression; the first in locator order among equals) and the others are
    ``skip_duplicate`` (reason ``transfer_syntax_variant``). Anything else is a *conflict*
    (reason ``uid_conflict``): by default every copy is quarantined; ``[duplicates] conflict``
@@ -41,6 +42,11 @@ SIGNATURE = ["patient_id", "patient_name", "patient_birth_date", "patient_sex", 
              "transfer_syntax", "pixel_data_length"]
 DUPLICATE_INPUT = sorted(set(HASH_INPUT + SIGNATURE + [
     "instance_creation_date", "instance_creation_time", "mtime_ns"]))
+
+# What may differ between two encodings of one image ("variants"); anything else is a conflict.
+PIXEL_ENCODING = frozenset({"PixelData", "TransferSyntaxUID", "PhotometricInterpretation",
+                            "PlanarConfiguration", "LossyImageCompression",
+                            "LossyImageCompressionRatio", "LossyImageCompressionMethod"})
 
 Hashes = Callable[[list[dict[str, Any]]], dict[str, "Digest | str"]]
 
@@ -149,7 +155,8 @@ def _uid_group(group: list[int], digests: dict[int, Digest], rows: dict[int, dic
     base = heads[0]
     for row in group:
         out.differs[row] = _differs(digests[base], digests[row], rows[base], rows[row])
-    if len(set(syntaxes)) == len(heads) and config.variants == "keep_lossless":
+    encodings_only = all(set(out.differs[r]) <= PIXEL_ENCODING for r in heads)
+    if len(set(syntaxes)) == len(heads) and encodings_only and config.variants == "keep_lossless":
         keep = next((r for r in heads if _lossless(rows[r]["transfer_syntax"], None)), base)
         for row in heads:
             out.kind[row] = "variant"

@@ -143,7 +143,18 @@ def decide(table: pa.Table, config: Config | None = None,
 
 
 def _read_hashes(rows: list[dict[str, Any]]) -> dict[str, Digest | str]:
-    return dict(digests(rows))
+    """Content hashes read from the sources; the bytes this read are added to HASH_STATS."""
+    from migrate_fs.execution import bytes_read_so_far
+
+    before = bytes_read_so_far()
+    found = dict(digests(rows))
+    HASH_STATS["objects"] += len(found)
+    HASH_STATS["bytes_read"] += bytes_read_so_far() - before
+    return found
+
+
+# Objects hashed and bytes read for content hashes by this process (reported by the CLI).
+HASH_STATS = {"objects": 0, "bytes_read": 0}
 
 
 def _sparse(values: dict[int, Any], n: int, type_: pa.DataType) -> pa.Array:
@@ -213,7 +224,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
                 added.setdefault(row, []).append((code, message))
                 if blocks and reason[row] is None:
                     reason[row] = code
-            per_row[row] = result.changes
+            per_row[row] = list(result.changes)  # a cached result is shared: copy
     for row, row_changes in enumerate(corrected):  # rows the rules did not see
         if row_changes and row not in per_row:
             per_row[row] = row_changes
