@@ -111,13 +111,13 @@ def _groups(key: pa.Array, rows: np.ndarray) -> list[list[int]]:
     if len(rows) < 2:
         return []
     values = key.take(pa.array(rows))
-    encoded = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
+    codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
     valid = ~np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False))
-    groups: dict[int, list[int]] = {}
-    for row, code, ok in zip(rows.tolist(), encoded.tolist(), valid.tolist()):
-        if ok:
-            groups.setdefault(code, []).append(row)
-    return [g for g in groups.values() if len(g) > 1]
+    rows, codes = rows[valid], codes[valid]
+    by_code = np.argsort(codes, kind="stable")  # stable: each group keeps the given order
+    _, start, count = np.unique(codes[by_code], return_index=True, return_counts=True)
+    shared = count > 1
+    return [rows[by_code[s:s + c]].tolist() for s, c in zip(start[shared], count[shared])]
 
 
 def _signature(table: pa.Table) -> pa.Array:

@@ -147,17 +147,27 @@ def _repair(path: str, vr: str, keyword: str, text: str, config: Config,
 
 
 def _uid_findings(path: str, keyword: str, value: str, config: Config) -> list[values.Finding]:
-    """An invalid UID: remapped, unless it names a class (then it can only be reported)."""
-    stripped = value[:-1] if value.endswith("\x00") else value
-    reason = values.uid_problem(stripped)
-    if reason is None or stripped in UID_dictionary:
+    """Invalid UIDs (each value of a multi-valued element): padding with spaces is removed;
+    any other invalid UID is remapped, unless it names a class (then it is only reported)."""
+    olds = value.split("\\")
+    news, reasons = [], []
+    for old in olds:
+        stripped = old.rstrip("\x00 ")
+        reason = values.uid_problem(stripped) if stripped else None
+        if reason is None or stripped in UID_dictionary:
+            news.append(stripped)
+            if stripped != old.rstrip("\x00"):
+                reasons.append(f"{stripped!r} is padded with spaces")
+            continue
+        reasons.append(f"{stripped!r}: {reason}")
+        news.append(values.remap_uid(stripped, config.namespace))
+    if not reasons:
         return []
-    message = f"{keyword} {stripped!r}: {reason}"
+    message = f"{keyword} " + "; ".join(reasons)
     if keyword in CLASS_UID_KEYWORDS:
         return [values.Finding("invalid_uid", "invalid_uid", message + " (a class UID: not "
                                "remapped)", None)]
-    return [values.Finding("invalid_uid", "invalid_uid", message,
-                           values.remap_uid(stripped, config.namespace))]
+    return [values.Finding("invalid_uid", "invalid_uid", message, "\\".join(news))]
 
 
 def _required(obj: RuleInput, config: Config, out: RuleOutput) -> None:
