@@ -115,8 +115,12 @@ date_order = ""
 [duplicates]
 # Same SOPInstanceUID, different content: "quarantine" every copy, keep one
 # ("keep_newest_instance": by InstanceCreationDate/Time; "keep_newest_file": by file time) and
-# quarantine the rest, or "keep_all" (the later copies get new deterministic SOPInstanceUIDs).
+# quarantine the rest, "keep_legacy_db" (keep the copy whose file the legacy database lists, see
+# legacy_db_files) or "keep_all" (the later copies get new deterministic SOPInstanceUIDs).
 conflict = "quarantine"
+# For keep_legacy_db: a CSV file with a "path" column, the storage paths the legacy database
+# records for its instances (a path matches a copy whose locator ends with it).
+legacy_db_files = ""
 # Same SOPInstanceUID, each content in another transfer syntax (lossless and lossy copies of
 # one image): "keep_lossless" (skip the others as duplicates) or "conflict" (as above).
 variants = "keep_lossless"
@@ -158,6 +162,7 @@ class Config:
     conflict: str = "quarantine"
     variants: str = "keep_lossless"
     content_duplicates: str = "migrate"
+    legacy_db_files: str = ""
     source: str | None = None  # the file it was read from
 
     def code_policies(self) -> dict[str, Policy]:
@@ -175,6 +180,7 @@ class Config:
                 "decode_check": self.decode_check, "decoder": self.decoder,
                 "conflict": self.conflict, "variants": self.variants,
                 "content_duplicates": self.content_duplicates,
+                "legacy_db_files": self.legacy_db_files,
                 "source": self.source}
 
 
@@ -205,8 +211,11 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     where = source or "configuration"
     _only(data, {"migration", "charset", "rules", "required", "problems", "duplicates",
                  "pixel"}, where)
-    duplicates = _table(data, "duplicates", {"conflict", "variants", "content_duplicates"},
-                        where)
+    duplicates = _table(data, "duplicates", {"conflict", "variants", "content_duplicates",
+                                             "legacy_db_files"}, where)
+    if duplicates.get("conflict") == "keep_legacy_db" and not duplicates.get("legacy_db_files"):
+        raise ConfigError(f"{where}: duplicates.conflict = 'keep_legacy_db' needs "
+                          "duplicates.legacy_db_files (a CSV with a 'path' column)")
     migration = _table(data, "migration", {"namespace"}, where)
     charset = _table(data, "charset", {"output", "date_order", "overrides"}, where)
     overrides = charset.get("overrides", {})
@@ -239,7 +248,8 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
                   decoder=decoder,
                   conflict=_choice(duplicates.get("conflict", "quarantine"),
                                    ("quarantine", "keep_newest_instance", "keep_newest_file",
-                                    "keep_all"), "duplicates.conflict", where),
+                                    "keep_legacy_db", "keep_all"), "duplicates.conflict", where),
+                  legacy_db_files=str(duplicates.get("legacy_db_files", "")),
                   variants=_choice(duplicates.get("variants", "keep_lossless"),
                                    ("keep_lossless", "conflict"), "duplicates.variants", where),
                   content_duplicates=_choice(duplicates.get("content_duplicates", "migrate"),

@@ -9,8 +9,9 @@
    compression; the first in locator order among equals) and the others are
    ``skip_duplicate`` (reason ``transfer_syntax_variant``). Anything else is a *conflict*
    (reason ``uid_conflict``): by default every copy is quarantined; ``[duplicates] conflict``
-   can keep the newest (by InstanceCreationDate/Time or by file time) and quarantine the rest, or
-   keep all, giving the later copies new deterministic SOPInstanceUIDs.
+   can keep the newest (by InstanceCreationDate/Time or by file time) or the copy the legacy
+   database lists, and quarantine the rest, or keep all, giving the later copies new
+   deterministic SOPInstanceUIDs.
 3. Different SOPInstanceUID, same content (same pixel data and identifying attributes): the
    later copies get ``content_duplicate`` (a warning) and are migrated, or skipped when
    ``[duplicates] content_duplicates = "skip"``.
@@ -23,6 +24,7 @@ decisions do not depend on the order of the sources or the number of workers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +183,9 @@ def _conflict(heads: list[int], digests: dict[int, Digest], rows: dict[int, dict
         keep = max(heads, key=lambda r: (rows[r]["mtime_ns"] or 0, -heads.index(r)))
     elif policy == "keep_all":
         keep = heads[0]
+    elif policy == "keep_legacy_db":
+        listed = [r for r in heads if listed_in_legacy_db(rows[r]["locator"], config)]
+        keep = listed[0] if len(listed) == 1 else None
     for row in heads:
         out.kind[row] = "conflict"
         what = ", ".join(out.differs[row] or out.differs[heads[0]]) or "content"
@@ -201,6 +206,25 @@ def _conflict(heads: list[int], digests: dict[int, Digest], rows: dict[int, dict
         if out.kind.get(row) == "identical" and out.reason.get(head) == "uid_conflict":
             out.reason[row] = "uid_conflict"
             out.skip.discard(row)
+
+
+def listed_in_legacy_db(locator: str, config: Config) -> bool:
+    """True when the legacy database's file list names this object (by a path it ends with)."""
+    paths = _legacy_db_paths(config.legacy_db_files)
+    parts = locator.split("/")
+    return any("/".join(parts[i:]) in paths for i in range(len(parts)))
+
+
+@functools.lru_cache(maxsize=4)
+def _legacy_db_paths(csv_path: str) -> frozenset[str]:
+    """The 'path' column of the legacy database's file list, leading slashes removed."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
+        column_types={"path": pa.string()}))
+    if "path" not in table.column_names:
+        raise ValueError(f"{csv_path}: no 'path' column (the legacy database's storage paths)")
+    return frozenset(p.strip().lstrip("/") for p in table.column("path").to_pylist() if p)
 
 
 def _signature_group(group: list[int], digests: dict[int, Digest],

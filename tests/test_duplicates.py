@@ -105,3 +105,13 @@ def test_decisions_do_not_depend_on_source_order_or_workers(export: Path,
         plan = pd.read_parquet(base / "m" / "r" / "plan").set_index("object_id").sort_index()
         results.append(plan[["action", "reason", "duplicate_of", "output_path"]])
     pd.testing.assert_frame_equal(results[0], results[1])
+
+
+def test_the_copy_the_legacy_database_lists_is_kept(export: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "legacy_files.csv"
+    listing.write_text("path,sop_instance_uid\nvol_b/plan_edited.dcm,x\nvol_a/other.dcm,y\n")
+    run = Run(export, tmp_path, *configured(
+        tmp_path, f'[duplicates]\nconflict = "keep_legacy_db"\nlegacy_db_files = "{listing}"\n'))
+    got = decisions(run)
+    assert got["plan_edited.dcm"][0] == "migrate"
+    assert got["plan.dcm"] == ("quarantine", "uid_conflict", "plan_edited.dcm")
