@@ -15,10 +15,12 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	rm -rf sample_export out manifests/demo
+	rm -rf sample_export sample_export.* out manifests/demo
 	$(BIN)/python scripts/make_sample_export.py sample_export
 	$(BIN)/migrate-fs run sample_export --out out --run demo
 	@echo "Output: ./out   Manifests: ./manifests/demo/{inventory,plan,result}"
+	@echo "Plan again with the example rules and legacy DB corrections:"
+	@echo "  $(BIN)/migrate-fs plan --run demo --config sample_export.rules.toml --corrections sample_export.corrections.csv"
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -27,4 +29,4 @@ bench: venv
 	$(BIN)/python scripts/bench.py
 
 clean:
-	rm -rf $(VENV) sample_export out manifests/demo .pytest_cache
+	rm -rf $(VENV) sample_export sample_export.* out manifests/demo .pytest_cache

@@ -69,9 +69,13 @@ def apply_rules(obj: RuleInput, config: Config) -> RuleOutput:
     out = RuleOutput([], [])
     policy = config.rules
     charset = charsets.resolve(obj.charset, config.overrides)
-    charset_ok = _charset_problem(charset, policy["character_set"], out)
+    needs_decoding = any(vr in CHARSET_VRS and charsets.needs_charset(raw)
+                         for _, vr, raw in obj.elements)
+    charset_ok = _charset_problem(charset, policy["character_set"], needs_decoding, out)
     text_changes: dict[str, tuple[str, str, str]] = {}  # path -> (vr, decoded text, keyword)
     for path, vr, raw in obj.elements:
+        if path == SPECIFIC_CHARACTER_SET:
+            continue  # the character set rule's business
         keyword = keyword_of(path)
         if vr in CHARSET_VRS and charsets.needs_charset(raw):
             decoded = charsets.decode(raw, vr, charset, keyword)
@@ -102,8 +106,12 @@ def apply_rules(obj: RuleInput, config: Config) -> RuleOutput:
     return out
 
 
-def _charset_problem(charset: charsets.CharacterSet, rule: str, out: RuleOutput) -> bool:
-    """Record an invalid or overridden declared set; False when text cannot be trusted."""
+def _charset_problem(charset: charsets.CharacterSet, rule: str, needs_decoding: bool,
+                     out: RuleOutput) -> bool:
+    """Record an invalid or overridden declared set; False when text cannot be trusted.
+
+    An invalid declared set on an object whose text is all ASCII garbles nothing: it is
+    recorded (and replaced where the rule fixes it) but never quarantines."""
     if charset.problem is None:
         return True
     if charset.problem == "character_set_override":
@@ -114,6 +122,10 @@ def _charset_problem(charset: charsets.CharacterSet, rule: str, out: RuleOutput)
         out.changes.append((SPECIFIC_CHARACTER_SET, "SpecificCharacterSet",
                             "\\".join(charset.declared), new, "character_set"))
         out.problems.append((charset.problem, f"fixed: {charset.message}", False))
+        return True
+    if not needs_decoding:
+        out.problems.append((charset.problem, f"{charset.message} (all text is ASCII: nothing "
+                             "depends on it)", False))
         return True
     out.problems.append((charset.problem, charset.message or "", rule == "quarantine"))
     return rule != "quarantine"

@@ -28,6 +28,29 @@ Content, with the default arguments (6 patients x 2 studies x 2 series x 4 image
 * Junk (``--no-junk`` drops it): ``Thumbs.db`` (OLE signature), ``export.log``, a
   zero-byte file, a CT file cut inside its pixel data and a DICOM file cut inside
   its header; the last three are named like the DICOM files beside them.
+* Legacy pitfalls (``--no-pitfalls`` drops them; see :func:`plan_pitfalls`): eight studies
+  of 24 objects after the others, each with what migrate-fs's rules are for, written
+  byte for byte (explicit or implicit VR little endian, Part 10):
+
+  - values of an old MR console (dates ``2001.01.02``, times ``12:30:45``, SliceThickness
+    ``2,5``, a StationName ending in NULs, a SeriesDescription of odd length) and of a US
+    workstation (dates ``1/2/2001``, ambiguous, and ``12/31/1999``, PatientSex ``m``,
+    InstanceNumber ``1.0``, a StudyDescription over 64 characters);
+  - a study whose Study, Series, SOP Instance and Frame of Reference UIDs are invalid (over
+    64 characters, leading zeros), with a Grayscale Presentation State and a Key Object
+    Selection referencing its images by those UIDs;
+  - a Latin-1 PatientName with ``ISO_IR 100`` (fine) and, same patient, without Specific
+    Character Set; a Specific Character Set ``Not Supplied`` over ASCII text;
+  - an image whose Pixel Data is one row short, and a series without SeriesInstanceUID;
+  - a study stored under an emergency PatientID and an ASCII-typed name, which the legacy
+    database merged into the first regular patient.
+
+  Outside the export (``--corrections``, ``--rules``; default ``OUT_DIR.corrections.csv``
+  and ``OUT_DIR.rules.toml``, replaced if present): the legacy database corrections CSV
+  (that merge with the name corrected, and a merge of a PatientID not in the export: an
+  orphan row) and example rules that fix the pitfalls (``date_order = "MDY"``, overrides
+  for no charset and ``Not Supplied``, generated SeriesInstanceUIDs), listing where each
+  pitfall is.
 
 Options for benchmark exports (each left out, the content above is unchanged):
 
@@ -65,8 +88,9 @@ import math
 import struct
 import sys
 import uuid
+import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import Enum
@@ -74,7 +98,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     BasicTextSRStorage,
@@ -271,6 +297,13 @@ class Series:
     size: int
     references: Series | None = None  # image series a PR/KO/SR object points at
     matrix: int | None = None  # CT/MR image size override (--matrix)
+    # Legacy pitfalls (see plan_pitfalls): what is wrong, as the example rules describe it; a
+    # fixed encoding (not from the schedule); an edit writing bad values byte for byte; and the
+    # instances whose Pixel Data lacks its last row.
+    pitfall: str = ""
+    encoding: Encoding | None = None
+    edit: Callable[[Dataset, Series, int], None] | None = None
+    short_pixels: frozenset[int] = frozenset()
 
     @property
     def kind(self) -> ImageKind:
@@ -796,6 +829,7 @@ class ExportWriter:
     counts: Counter[str] = field(default_factory=Counter)
     encodings: Counter[str] = field(default_factory=Counter)
     modalities: Counter[str] = field(default_factory=Counter)
+    pitfalls: dict[str, list[str]] = field(default_factory=dict)  # pitfall -> file paths
 
     def write_file(self, relative: Path, data: bytes, *, junk: bool) -> None:
         """Write one file; it must not exist yet."""
@@ -832,24 +866,45 @@ class ExportWriter:
     def write_series(self, series: Series) -> None:
         """Write every instance of a series."""
         for number in range(1, series.size + 1):
-            if series.Modality in IMAGE_KINDS:
-                ds, pixels, encoding = self.next_image(series, number)
-            else:
-                ds = NON_IMAGE_BUILDERS[series.Modality](series, number)
-                pixels, encoding = None, NON_IMAGE_ENCODING[series.Modality]
-            data, used = encode(ds, pixels, encoding)
+            with warnings.catch_warnings():
+                if series.pitfall:  # pydicom warns about the invalid values on purpose
+                    warnings.simplefilter("ignore")
+                data, used = self.encoded(series, number)
             self.write_file(series.path(number), data, junk=False)
             self.encodings[used.value] += 1
             self.modalities[series.Modality] += 1
+            if series.pitfall:
+                self.pitfalls.setdefault(series.pitfall, []).append(
+                    series.path(number).as_posix())
+
+    def encoded(self, series: Series, number: int) -> tuple[bytes, Encoding]:
+        """The file bytes of one instance of ``series`` and the encoding used."""
+        if series.Modality in IMAGE_KINDS:
+            ds, pixels, encoding = self.next_image(series, number)
+        else:
+            ds = NON_IMAGE_BUILDERS[series.Modality](series, number)
+            pixels, encoding = None, series.encoding or NON_IMAGE_ENCODING[series.Modality]
+        if series.edit is not None:
+            series.edit(ds, series, number)
+            keep_raw_values(ds, encoding)
+        return encode(ds, pixels, encoding)
 
     def next_image(self, series: Series, number: int) -> tuple[Dataset, np.ndarray, Encoding]:
-        """Dataset, pixels and scheduled encoding of the next image."""
-        private = self.images_written % PRIVATE_BLOCK_EVERY == 0
-        self.images_written += 1
-        ds = image_dataset(series, number, private_block=private)
+        """Dataset, pixels and scheduled encoding of the next image (a pitfall series has its
+        own encoding, no private block, and leaves the schedule alone)."""
+        if series.encoding is not None:
+            ds = image_dataset(series, number, private_block=False)
+            encoding = series.encoding
+        else:
+            private = self.images_written % PRIVATE_BLOCK_EVERY == 0
+            self.images_written += 1
+            ds = image_dataset(series, number, private_block=private)
+            encoding = self.schedule.next(series.Modality)
         pixels = synthetic_pixels(series.Modality, number, ds.SOPInstanceUID,
                                   (series.kind.Rows, series.kind.Columns))
-        return ds, pixels, self.schedule.next(series.Modality)
+        if number in series.short_pixels:
+            pixels = pixels[:-1]  # Rows still says one row more
+        return ds, pixels, encoding
 
     def write_multiframe(self, series: Series, gigabytes: float) -> None:
         """Write the multi-frame object of ``series``, streaming its pixel data."""
@@ -865,8 +920,10 @@ class ExportWriter:
         self.modalities[series.Modality] += 1
 
 
-def write_junk(writer: ExportWriter, studies: Sequence[Study], seed: int) -> None:
-    """Add the non-DICOM and broken files a real export carries."""
+def write_junk(writer: ExportWriter, studies: Sequence[Study], seed: int,
+               logged: Sequence[Study] | None = None) -> None:
+    """Add the non-DICOM and broken files a real export carries, next to ``studies``; the
+    export log lists ``logged`` (default: ``studies``)."""
     first, last = studies[0].series[0], studies[-1].series[-1]
     ct = next((s for st in studies for s in st.series if s.Modality == "CT"), first)
     header_victim = studies[0].series[min(1, len(studies[0].series) - 1)]
@@ -877,8 +934,8 @@ def write_junk(writer: ExportWriter, studies: Sequence[Study], seed: int) -> Non
         return last_number[id(series)]
 
     writer.write_file(first.folder / "Thumbs.db", thumbs_db(seed), junk=True)
-    writer.write_file(Path(studies[0].folder.parts[0], "export.log"), export_log(studies),
-                      junk=True)
+    writer.write_file(Path(studies[0].folder.parts[0], "export.log"),
+                      export_log(logged or studies), junk=True)
     writer.write_file(last.path(next_number(last)), b"", junk=True)
     number = next_number(ct)
     writer.write_file(ct.path(number), truncated_in_pixels(ct, number), junk=True)
@@ -923,6 +980,269 @@ def export_log(studies: Sequence[Study]) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
+# --------------------------------------------------------------------------- legacy pitfalls
+
+LEGACY_UID_ROOT = "1.2.840.99999.4"  # the old PACS's own (made-up) UID root
+TEMPORARY_ID = "TMP{seed:03d}{number:04d}"  # emergency registrations of the old RIS
+PITFALL_PATIENT_ID = 9001  # pitfall patient k gets number PITFALL_PATIENT_ID + k
+
+
+def put_raw(ds: Dataset, keyword: str, vr: str, value: bytes) -> None:
+    """Store ``value`` byte for byte, as a legacy archive has it (no validation, no padding:
+    an odd length stays odd). :func:`keep_raw_values` makes pydicom write it as it is."""
+    tag = Tag(keyword)
+    ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+
+
+def keep_raw_values(ds: Dataset, encoding: Encoding) -> None:
+    """Have pydicom write the raw elements of ``ds`` (little endian ``encoding``) unchanged.
+
+    pydicom re-encodes raw elements (and parses, and may reject, their values) unless the
+    dataset's original encoding and character set are the ones it writes with.
+    """
+    implicit = encoding in (Encoding.IMPLICIT_LE, Encoding.RAW_IMPLICIT_LE)
+    for tag, elem in list(ds._dict.items()):
+        if isinstance(elem, RawDataElement):
+            ds._dict[tag] = elem._replace(is_implicit_VR=implicit, is_little_endian=True)
+    ds.set_original_encoding(implicit, True, ds._character_set)
+
+
+@dataclass
+class LegacyUIDStudy(Study):
+    """A study whose old PACS made a StudyInstanceUID of more than 64 characters."""
+
+    @property
+    def StudyInstanceUID(self) -> str:
+        tail = uuid.uuid5(UID_NAMESPACE, f"legacy-study/{self.seed}/{self.serial}").int
+        return (f"{LEGACY_UID_ROOT}.{self.seed}.{self.serial}.{self.StudyDate}{self.StudyTime}"
+                f".{10**30 + tail % 10**30}")  # 31 digits: always over 64 characters in all
+
+
+@dataclass
+class LegacyUIDSeries(Series):
+    """An image series whose old PACS zero-padded UID components (``.001``, ``.0003``)."""
+
+    @property
+    def _legacy_root(self) -> str:
+        return (f"{LEGACY_UID_ROOT}.{self.study.seed}.{self.study.serial}."
+                f"{self.study.StudyDate}.{self.SeriesNumber:03d}")
+
+    @property
+    def SeriesInstanceUID(self) -> str:
+        return self._legacy_root
+
+    @property
+    def FrameOfReferenceUID(self) -> str:
+        return f"{self._legacy_root}.0"
+
+    def sop_instance_uid(self, instance_number: int) -> str:
+        return f"{self._legacy_root}.{instance_number:04d}"
+
+
+def european_console(ds: Dataset, series: Series, number: int) -> None:
+    """An old MR console: dotted dates, times with colons, a decimal comma, a NUL-padded
+    StationName and a SeriesDescription of odd length."""
+    for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+        put_raw(ds, keyword, "DA", b"2001.01.02")
+    put_raw(ds, "StudyTime", "TM", b"12:30:45")
+    for keyword in ("SeriesTime", "ContentTime"):
+        put_raw(ds, keyword, "TM", b"12:31:07")
+    put_raw(ds, "SliceThickness", "DS", b"2,5 ")
+    put_raw(ds, "StationName", "SH", b"MRC40\x00\x00\x00")
+    put_raw(ds, "SeriesDescription", "LO", b"T2 TSE AX")  # 9 bytes, unpadded
+
+
+LONG_STUDY_DESCRIPTION = (b"CT HEAD WITHOUT CONTRAST - PEDIATRIC LOW DOSE PROTOCOL - "
+                          b"REQUESTED BY DR WELBY - FOLLOW-UP")
+
+
+def us_workstation(ds: Dataset, series: Series, number: int) -> None:
+    """A US workstation: M/D/YYYY dates (1/2/2001 is ambiguous, 12/31/1999 is not), a
+    lowercase PatientSex, InstanceNumbers like 3.0 and a StudyDescription over 64 characters."""
+    for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+        put_raw(ds, keyword, "DA", b"1/2/2001")
+    put_raw(ds, "PatientBirthDate", "DA", b"12/31/1999")
+    put_raw(ds, "PatientSex", "CS", b"m ")
+    put_raw(ds, "InstanceNumber", "IS", f"{number}.0 ".encode())
+    put_raw(ds, "StudyDescription", "LO", LONG_STUDY_DESCRIPTION)
+
+
+def no_character_set(ds: Dataset, series: Series, number: int) -> None:
+    """An old modality that writes Latin-1 names and no Specific Character Set."""
+    del ds.SpecificCharacterSet
+    put_raw(ds, "PatientName", "PN", series.study.patient.PatientName.encode("latin-1"))
+
+
+def not_supplied_character_set(ds: Dataset, series: Series, number: int) -> None:
+    """A modality that declares Specific Character Set 'Not Supplied' (its text is ASCII)."""
+    put_raw(ds, "SpecificCharacterSet", "CS", b"Not Supplied")
+
+
+def latin1_declared(ds: Dataset, series: Series, number: int) -> None:
+    """A modality that always declares ISO_IR 100, even for an ASCII name."""
+    ds.SpecificCharacterSet = SpecificCharacterSetLatin1
+
+
+def no_series_uid(ds: Dataset, series: Series, number: int) -> None:
+    """A series whose images lost their SeriesInstanceUID."""
+    del ds.SeriesInstanceUID
+
+
+def pitfall_patient(seed: int, k: int, name: str, birth: str, sex: str) -> Patient:
+    return Patient(f"{seed % 1000:03d}{PITFALL_PATIENT_ID + k:05d}", name, birth, sex)
+
+
+def temporary_id(seed: int, number: int) -> str:
+    """A PatientID the old RIS gave an emergency patient before the real one was known."""
+    return TEMPORARY_ID.format(seed=seed % 1000, number=number)
+
+
+def plan_pitfalls(seed: int, first_serial: int) -> list[Study]:
+    """The legacy pitfall studies, numbered from ``first_serial`` (see the module docstring).
+
+    Every pitfall series has a fixed encoding (explicit VR little endian unless an old device
+    wrote implicit VR) so that its bad values are written byte for byte.
+    """
+    studies: list[Study] = []
+    explicit, implicit = Encoding.EXPLICIT_LE, Encoding.IMPLICIT_LE
+
+    def new_study(patient: Patient, kind: type[Study] = Study) -> Study:
+        studies.append(kind(patient, serial=first_serial + len(studies), seed=seed))
+        return studies[-1]
+
+    study = new_study(pitfall_patient(seed, 0, "KOWALSKI^ANNA", "19620415", "F"))
+    study.series = [Series(study, 1, "MR", 3, encoding=explicit, edit=european_console,
+                           pitfall="values: dates 2001.01.02, times 12:30:45, SliceThickness "
+                                   "'2,5', StationName with trailing NULs, SeriesDescription of "
+                                   "odd length")]
+    study = new_study(pitfall_patient(seed, 1, "JOHNSON^LIAM", "19991231", "M"))
+    study.series = [Series(study, 1, "CT", 3, encoding=implicit, edit=us_workstation,
+                           pitfall="values: dates 1/2/2001 (ambiguous) and 12/31/1999, "
+                                   "PatientSex 'm', InstanceNumber '1.0', StudyDescription over "
+                                   "64 characters (implicit VR)")]
+    study = new_study(pitfall_patient(seed, 2, "NGUYEN^LAN", "19480203", "F"), LegacyUIDStudy)
+    images = LegacyUIDSeries(study, 1, "MR", 3, encoding=explicit,
+                             pitfall="UIDs: StudyInstanceUID over 64 characters, Series, "
+                                     "SOP Instance and Frame of Reference UIDs with leading "
+                                     "zeros")
+    study.series = [images]
+    for number, modality in ((101, "PR"), (102, "KO")):
+        study.series.append(Series(study, number, modality, 1, references=images,
+                                   pitfall=f"UIDs: {modality} referencing the images by their "
+                                           "invalid UIDs"))
+    schroeder = pitfall_patient(seed, 3, "Schröder^Käthe", "19570822", "F")
+    study = new_study(schroeder)
+    study.series = [Series(study, 1, "MR", 2, encoding=explicit,
+                           pitfall="charset: Latin-1 PatientName, ISO_IR 100 declared (fine)")]
+    study = new_study(schroeder)
+    study.series = [Series(study, 1, "MR", 2, encoding=implicit, edit=no_character_set,
+                           pitfall="charset: Latin-1 PatientName, no SpecificCharacterSet "
+                                   "(implicit VR)")]
+    study = new_study(pitfall_patient(seed, 4, "PATEL^RAJ", "19700101", "M"))
+    study.series = [Series(study, 1, "MR", 2, encoding=explicit,
+                           edit=not_supplied_character_set,
+                           pitfall="charset: SpecificCharacterSet 'Not Supplied', ASCII text")]
+    study = new_study(pitfall_patient(seed, 5, "OKAFOR^GRACE", "19850612", "F"))
+    study.series = [
+        Series(study, 1, "MR", 2, encoding=explicit, short_pixels=frozenset({2}),
+               pitfall="pixels: Pixel Data one row shorter than Rows x Columns x 2 (image 2; "
+                       "image 1 is fine)"),
+        Series(study, 2, "MR", 3, encoding=explicit, edit=no_series_uid,
+               pitfall="required: no SeriesInstanceUID in the series")]
+    regular = make_patient(seed, 0)
+    emergency = Patient(temporary_id(seed, 815), ascii_name(regular.PatientName),
+                        regular.PatientBirthDate, regular.PatientSex)
+    study = new_study(emergency)
+    study.series = [Series(study, 1, "CT", 2, encoding=explicit, edit=latin1_declared,
+                           pitfall=f"corrections: emergency PatientID {emergency.PatientID} "
+                                   f"and name {emergency.PatientName} (the legacy database "
+                                   f"merged it into {regular.PatientID})")]
+    return studies
+
+
+def ascii_name(name: str) -> str:
+    """A name as typed at a console without umlauts: Müller^Jürgen -> MUELLER^JUERGEN."""
+    table = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "AE", "Ö": "OE", "Ü": "UE",
+                           "ß": "ss"})
+    return name.translate(table).encode("ascii", "ignore").decode().upper()
+
+
+def side_file_paths(out_dir: Path, corrections: Path | str | None,
+                    rules: Path | str | None) -> tuple[Path, Path]:
+    """The corrections CSV and example rules paths; ValueError if one is inside ``out_dir``
+    (it would be migrated as an object of the export) or both are the same file."""
+    base = out_dir if out_dir.name else out_dir.resolve()
+    paths = (Path(corrections) if corrections else base.with_name(f"{base.name}.corrections.csv"),
+             Path(rules) if rules else base.with_name(f"{base.name}.rules.toml"))
+    root = out_dir.resolve()
+    for path in paths:
+        if path.resolve() == root or root in path.resolve().parents:
+            raise ValueError(f"{path} is inside the export {out_dir}; write it outside")
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory")
+    if paths[0].resolve() == paths[1].resolve():
+        raise ValueError("the corrections and rules files must be two different files")
+    return paths
+
+
+def write_side_files(paths: tuple[Path, Path], out_dir: Path, studies: Sequence[Study],
+                     written: dict[str, list[str]], seed: int) -> None:
+    """Write the legacy database corrections CSV and the example rules beside the export."""
+    corrections, rules = paths
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    corrections.write_text(corrections_csv(seed), encoding="utf-8", newline="")
+    rules.write_text(rules_toml(out_dir, paths, studies, written), encoding="utf-8")
+
+
+def corrections_csv(seed: int) -> str:
+    """The legacy database's corrections: the emergency patient merged into the real one with
+    the name spelled right, and a merge whose objects are not in the export (an orphan)."""
+    regular, orphan_target = make_patient(seed, 0), make_patient(seed, 2)
+    rows = [("StudyInstanceUID", "AccessionNumber", "OldPatientID", "PatientID", "PatientName"),
+            ("", "", temporary_id(seed, 815), regular.PatientID, regular.PatientName),
+            ("", "", temporary_id(seed, 816), orphan_target.PatientID, "")]
+    return "".join(",".join(row) + "\r\n" for row in rows)
+
+
+def rules_toml(out_dir: Path, paths: tuple[Path, Path], studies: Sequence[Study],
+               written: dict[str, list[str]]) -> str:
+    """The example rules for the pitfalls, with where each pitfall is in the export."""
+    corrections, rules = paths
+    folders = {s.pitfall: s.folder.as_posix() for st in studies for s in st.series if s.pitfall}
+    listing = "\n".join(f"#   {folders[p]}/: {p}" for p in written)
+    return f"""\
+# Example migrate-fs rules for the legacy pitfalls of the sample export {out_dir.name!r}
+# (written by scripts/make_sample_export.py; every other setting keeps its default):
+#
+#   migrate-fs run {out_dir} --out OUT --config {rules} --corrections {corrections}
+#
+# The pitfalls (folder below the export: what is wrong):
+{listing}
+#
+# With the defaults: the values are fixed except 1/2/2001 (reported), the over-long
+# StudyDescription is a warning, the invalid UIDs are remapped in every object that names
+# them; the files without SpecificCharacterSet, with 'Not Supplied', without
+# SeriesInstanceUID or with a short Pixel Data are quarantined. This file fixes all but the
+# last; the corrections file merges the emergency PatientID and corrects the name.
+
+[charset]
+# The workstation that wrote 12/31/1999 writes the month first: 1/2/2001 is 2 January 2001.
+date_order = "MDY"
+
+[charset.overrides]
+# The old modality that writes no SpecificCharacterSet writes Latin-1 names.
+"" = "ISO_IR 100"
+# The modality that declares 'Not Supplied' writes ASCII text (Latin-1 holds it).
+"Not Supplied" = "ISO_IR 100"
+
+[required]
+# A series without SeriesInstanceUID gets one, generated from StudyInstanceUID, Modality and
+# SeriesNumber (the same for every image of the series, in every run).
+SeriesInstanceUID = "generate"
+"""
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -935,17 +1255,25 @@ def check_output_dir(out_dir: Path) -> None:
 def make_sample_export(out_dir: Path, *, patients: int = 6, studies_per_patient: int = 2,
                        series_per_study: int = 2, images_per_series: int = 4, cr: int = 2,
                        seed: int = 0, junk: bool = True, hostile: bool = True,
+                       pitfalls: bool = True, corrections: Path | str | None = None,
+                       rules: Path | str | None = None,
                        matrix: int | None = None, compressed_share: float | None = None,
                        header_only_share: float | None = None,
                        raw_share: float | None = None,
                        multiframe_gb: float | None = None) -> dict:
     """Write the sample export to ``out_dir`` and return its counts.
 
-    The keyword arguments after ``hostile`` are the benchmark options of the module
+    ``pitfalls`` adds the legacy pitfall studies and writes, outside the export, the legacy
+    database corrections CSV (``corrections``, default ``<out_dir>.corrections.csv``) and the
+    example rules (``rules``, default ``<out_dir>.rules.toml``), replacing earlier ones.
+    The keyword arguments after ``rules`` are the benchmark options of the module
     docstring (``--matrix`` ... ``--multiframe-gb``); None leaves the content unchanged.
     Returns ``{"files", "dicom", "junk", "bytes"}`` totals plus ``"encodings"``
-    and ``"modalities"`` dicts counting the DICOM objects.
-    Raises OutputNotEmptyError if ``out_dir`` holds anything, ValueError on bad counts.
+    and ``"modalities"`` dicts counting the DICOM objects, ``"pitfalls"`` (pitfall ->
+    paths of its files, relative to ``out_dir``) and the paths of the ``"corrections"``
+    and ``"rules"`` files (None without pitfalls).
+    Raises OutputNotEmptyError if ``out_dir`` holds anything, ValueError on bad counts or
+    side file paths inside ``out_dir``.
     """
     if min(patients, studies_per_patient, series_per_study, images_per_series) < 1:
         raise ValueError("patients, studies, series and images per series must be >= 1")
@@ -955,22 +1283,30 @@ def make_sample_export(out_dir: Path, *, patients: int = 6, studies_per_patient:
                   header_only_share=header_only_share, raw_share=raw_share,
                   multiframe_gb=multiframe_gb)
     out_dir = Path(out_dir)
+    side_files = side_file_paths(out_dir, corrections, rules) if pitfalls else None
     check_output_dir(out_dir)
     studies = plan_export(patients=patients, studies_per_patient=studies_per_patient,
                           series_per_study=series_per_study, images_per_series=images_per_series,
                           cr=cr, seed=seed, hostile=hostile, matrix=matrix,
                           header_only_share=header_only_share)
+    legacy = plan_pitfalls(seed, first_serial=len(studies)) if pitfalls else []
+    everything = [*studies, *legacy]
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = ExportWriter(out_dir, EncodingSchedule(compressed_share, raw_share))
-    for series in iter_series(studies):
+    for series in iter_series(everything):
         writer.write_series(series)
     if junk:
-        write_junk(writer, studies, seed)
+        write_junk(writer, studies, seed, logged=everything)
     if multiframe_gb is not None:
-        writer.write_multiframe(multiframe_series(studies, seed), multiframe_gb)
+        writer.write_multiframe(multiframe_series(everything, seed), multiframe_gb)
+    if side_files is not None:
+        write_side_files(side_files, out_dir, legacy, writer.pitfalls, seed)
     counts = {key: writer.counts[key] for key in ("files", "dicom", "junk", "bytes")}
     return {**counts, "encodings": dict(sorted(writer.encodings.items())),
-            "modalities": dict(sorted(writer.modalities.items()))}
+            "modalities": dict(sorted(writer.modalities.items())),
+            "pitfalls": writer.pitfalls,
+            "corrections": str(side_files[0]) if side_files else None,
+            "rules": str(side_files[1]) if side_files else None}
 
 
 def check_options(*, matrix: int | None, compressed_share: float | None,
@@ -1016,6 +1352,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="leave out the non-DICOM and truncated files")
     parser.add_argument("--no-hostile", dest="hostile", action="store_false",
                         help="leave out the patients with hostile PatientIDs")
+    parser.add_argument("--no-pitfalls", dest="pitfalls", action="store_false",
+                        help="leave out the legacy pitfall studies, the corrections CSV and "
+                             "the example rules")
+    parser.add_argument("--corrections", type=Path, metavar="FILE",
+                        help="where to write the legacy database corrections CSV, outside "
+                             "OUT_DIR (default: OUT_DIR.corrections.csv)")
+    parser.add_argument("--rules", type=Path, metavar="FILE",
+                        help="where to write the example rules config, outside OUT_DIR "
+                             "(default: OUT_DIR.rules.toml)")
     bench = parser.add_argument_group("benchmark options (left out: the default content)")
     bench.add_argument("--matrix", type=int, metavar="N",
                        help="CT and MR images of NxN pixels (e.g. 64 for tiny objects)")
@@ -1037,6 +1382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out_dir, patients=args.patients, studies_per_patient=args.studies_per_patient,
             series_per_study=args.series_per_study, images_per_series=args.images_per_series,
             cr=args.cr, seed=args.seed, junk=args.junk, hostile=args.hostile,
+            pitfalls=args.pitfalls, corrections=args.corrections, rules=args.rules,
             matrix=args.matrix, compressed_share=args.compressed_share,
             header_only_share=args.header_only_share, raw_share=args.raw_share,
             multiframe_gb=args.multiframe_gb)
@@ -1045,6 +1391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"{args.out_dir}: {counts['files']} files ({counts['dicom']} DICOM, "
           f"{counts['junk']} junk), {counts['bytes'] / 1e6:.1f} MB")
+    if counts["corrections"]:
+        legacy = sum(len(paths) for paths in counts["pitfalls"].values())
+        print(f"legacy pitfalls: {legacy} DICOM objects (listed in the example rules)")
+        print(f"legacy database corrections: {counts['corrections']}")
+        print(f"example rules: {counts['rules']}")
     return 0
 
 

@@ -37,9 +37,7 @@ TEXT_VRS = ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "S
 CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 UID_REGEX = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 NAMESPACE = "6ba7b811-9dad-11d1-80b4-00c04fd430c8"
-AMBIGUOUS = object()  # expected: a date_format finding without a repair, naming date_order
-DS20 = "3.14159265358979323"  # 19 characters of pi, ...
-DS20 += "8"  # ... and one more: 20
+DS20 = "3.141592653589793238"  # pi in 20 characters
 
 
 def found(vr: str, value: str, keyword: str = "", order: str | None = None,
