@@ -260,14 +260,15 @@ def export_specs(quick: bool, multiframe_gb: float) -> dict[str, ExportSpec]:
     images_patients, tiny_patients, cr = (4, 50, 3) if quick else (40, 500, 30)
     images = ("--patients", str(images_patients), "--studies-per-patient", "2",
               "--series-per-study", "5", "--images-per-series", "5", "--cr", str(cr),
-              "--compressed-share", "0.1", "--raw-share", "0.05")
+              "--compressed-share", "0.1", "--raw-share", "0.05", "--no-pitfalls")
     tiny = ("--patients", str(tiny_patients), "--studies-per-patient", "2",
             "--series-per-study", "2", "--images-per-series", "7", "--cr", "0",
             "--matrix", "64", "--compressed-share", "0.1", "--raw-share", "0.05",
-            "--header-only-share", "0.3")
+            "--header-only-share", "0.3", "--no-pitfalls")
     multiframe = ("--patients", "1", "--studies-per-patient", "1", "--series-per-study", "1",
                   "--images-per-series", "1", "--cr", "0", "--no-junk", "--no-hostile",
-                  "--header-only-share", "0", "--multiframe-gb", str(multiframe_gb))
+                  "--header-only-share", "0", "--multiframe-gb", str(multiframe_gb),
+                  "--no-pitfalls")
     return {
         "images": ExportSpec("images", images, "CT 512x512, MR 256x256, CR 2500x2000; 10% of "
                              "CT/MR compressed (RLE, JPEG 2000), 5% raw datasets, 5 junk files"),
