@@ -221,10 +221,19 @@ def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool
                 continue
             yield delayed(_write_batch)(batch, out, folder, name, fsync)
 
-    by_archive: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in _iter_rows(members.sort_by([("archive", "ascending"),
-                                           ("member_offset", "ascending")])):
-        by_archive.setdefault(tuple(row["archive_volumes"] or [row["archive"]]), []).append(row)
+    # Each dump's planned rows as an Arrow table in member order (compact; its worker turns
+    # them into dicts a chunk at a time).
+    by_archive: dict[tuple[str, ...], pa.Table] = {}
+    if members.num_rows:
+        members = members.sort_by([("archive", "ascending"), ("member_offset", "ascending")])
+        volumes = members.column("archive_volumes").to_pylist()
+        keys = [tuple(v) if v else (a,) for v, a in
+                zip(volumes, members.column("archive").to_pylist())]
+        start = 0
+        for end in range(1, len(keys) + 1):
+            if end == len(keys) or keys[end] != keys[start]:
+                by_archive[keys[start]] = members.slice(start, end - start)
+                start = end
     done = written = read = 0
     with _progress("write", quiet, plan.num_rows + members.num_rows) as bar:
         for count, size, batch_read in _parallel(workers)(tasks()):
@@ -235,8 +244,8 @@ def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool
         manifest.remove_parts(folder, existing - current)
 
         def rows_key(paths: list[str]) -> str:
-            return _key((r["object_id"], r["action"], r["output_path"])
-                        for r in by_archive[tuple(paths)])
+            rows = by_archive[tuple(paths)].select(["object_id", "action", "output_path"])
+            return _key(zip(*(rows.column(c).to_pylist() for c in rows.column_names)))
 
         archive_tasks, archive_resumed = _archive_tasks(
             [list(p) for p in by_archive], folder,
@@ -250,14 +259,14 @@ def run_write(manifests: Path, run: str, out: Path, *, workers: int, quiet: bool
     return done + resumed + archive_resumed, written, read
 
 
-def _write_archive(paths: list[str], rows: list[dict[str, Any]], out: Path, fsync: bool,
+def _write_archive(paths: list[str], rows: pa.Table, out: Path, fsync: bool,
                    folder: Path, key: str) -> tuple[int, int, int]:
     """Write the planned members of one dump in one pass; result parts named after it."""
     _quiet_worker()
     before = bytes_read_so_far()
     _forget_archive(folder, key)
     count = written = 0
-    results = execute_members(paths, rows, out, fsync=fsync)
+    results = execute_members(paths, _iter_rows(rows, ARCHIVE_PART_ROWS), out, fsync=fsync)
     for index, rows in enumerate(batched(results, ARCHIVE_PART_ROWS)):
         manifest.write_part(folder, f"a{key}-{index:06d}", rows, "result")
         count += len(rows)

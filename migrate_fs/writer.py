@@ -18,7 +18,7 @@ import os
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -98,33 +98,48 @@ def execute(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
     return row
 
 
-def execute_members(paths: list[str], rows: list[dict[str, Any]], out_root: Path, *,
+def execute_members(paths: list[str], rows: Iterable[dict[str, Any]], out_root: Path, *,
                     fsync: bool = False) -> Iterator[dict[str, Any]]:
-    """Carry out the plan rows of one archive in a single front-to-back pass over it."""
-    pending = {r["member_offset"]: r for r in rows}
+    """Carry out the plan rows of one archive (given in member order) in a single front-to-back
+    pass over it, stepping through rows and members together: no row is held longer than its
+    member takes."""
+    pending = iter(rows)
+    row = next(pending, None)
     try:
         for member in iter_members(paths):
-            row = pending.pop(member.offset, None)
-            if row is None or member.damages_previous:
+            while row is not None and row["member_offset"] < member.offset:
+                yield _missing(row, out_root, "the member is no longer in the archive: run "
+                                              "inventory and plan again")
+                row = next(pending, None)
+            if row is None:
+                break
+            if row["member_offset"] != member.offset or member.damages_previous:
                 continue
-            if row["action"] == "migrate" and (member.stream is None or member.name != row["member"]
-                                               or member.size != row["size"]):
-                row.update(_result("failed", reason="source_changed",
-                                   message=f"member at byte {member.offset} is not the one the "
-                                           "inventory saw: run inventory and plan again"))
-                yield row
+            current, row = row, next(pending, None)
+            if current["action"] == "migrate" and (
+                    member.stream is None or member.name != current["member"]
+                    or member.size != current["size"]):
+                current.update(_result("failed", reason="source_changed",
+                                       message=f"member at byte {member.offset} is not the one "
+                                               "the inventory saw: run inventory and plan again"))
+                yield current
                 continue
-            yield execute(row, out_root, fsync=fsync, source=member.stream)
+            yield execute(current, out_root, fsync=fsync, source=member.stream)
     except STREAM_ERRORS as exc:
         message = f"the archive could not be read to this member: {exc}"
     else:
         message = "the member is no longer in the archive: run inventory and plan again"
-    for row in pending.values():
-        if row["action"] == "migrate":
-            row.update(_result("failed", reason="source_changed", message=message))
-            yield row
-        else:
-            yield execute(row, out_root)
+    while row is not None:
+        yield _missing(row, out_root, message)
+        row = next(pending, None)
+
+
+def _missing(row: dict[str, Any], out_root: Path, message: str) -> dict[str, Any]:
+    """The result of a planned row whose member could not be reached."""
+    if row["action"] == "migrate":
+        row.update(_result("failed", reason="source_changed", message=message))
+        return row
+    return execute(row, out_root)
 
 
 def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
