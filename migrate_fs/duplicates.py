@@ -37,6 +37,7 @@ from pydicom.uid import UID
 from migrate_fs.config import Config
 from migrate_fs.content import HASH_INPUT, Digest
 from migrate_fs.pixels import lossy
+from migrate_fs.transcode import last_tag
 
 # Identifying attributes that, with the pixel data, make two objects "the same image".
 SIGNATURE = ["patient_id", "patient_name", "patient_birth_date", "patient_sex", "study_date",
@@ -66,7 +67,6 @@ class Decisions:
     differs: dict[int, list[str]] = field(default_factory=dict)
     content: dict[int, str] = field(default_factory=dict)
     new_uid: dict[int, str] = field(default_factory=dict)  # keep_all: a new SOPInstanceUID
-    hashed: int = 0
 
     def note(self, row: int, code: str, message: str) -> None:
         self.problems.setdefault(row, []).append((code, message))
@@ -90,7 +90,6 @@ def decide_duplicates(table: pa.Table, candidate: np.ndarray, sop_uids: pa.Array
         by_row[row]["changes"] = [dict(zip(("tag", "keyword", "old", "new", "rule"), c))
                                   for c in changes.get(row, [])]
     found = hashes([by_row[r] for r in wanted])
-    out.hashed = len(found)
     digests: dict[int, Digest] = {}
     for row in wanted:
         result = found.get(by_row[row]["object_id"])
@@ -169,6 +168,11 @@ def _uid_group(group: list[int], digests: dict[int, Digest], rows: dict[int, dic
                       f"{UID(rows[row]['transfer_syntax'] or '').name}")
         return
     _conflict(heads, digests, rows, config, out)
+    for row in group:  # identical copies of a quarantined content are quarantined with it
+        if out.kind.get(row) == "identical" and \
+                out.reason.get(out.duplicate_of[row]) == "uid_conflict":
+            out.reason[row] = "uid_conflict"
+            out.skip.discard(row)
 
 
 def _conflict(heads: list[int], digests: dict[int, Digest], rows: dict[int, dict[str, Any]],
@@ -201,11 +205,6 @@ def _conflict(heads: list[int], digests: dict[int, Digest], rows: dict[int, dict
             out.note(row, "uid_conflict", message)
             if keep is not None:
                 out.duplicate_of[row] = keep
-    for row in list(out.duplicate_of):  # identical copies of a quarantined content follow it
-        head = out.duplicate_of[row]
-        if out.kind.get(row) == "identical" and out.reason.get(head) == "uid_conflict":
-            out.reason[row] = "uid_conflict"
-            out.skip.discard(row)
 
 
 def listed_in_legacy_db(locator: str, config: Config) -> bool:
@@ -262,8 +261,7 @@ def _differs(a: Digest, b: Digest, row_a: dict[str, Any], row_b: dict[str, Any])
     names = []
     for tag in sorted(set(a.elements) | set(b.elements)):
         if a.elements.get(tag) != b.elements.get(tag):
-            number = int(tag[1:5] + tag[6:10], 16)
-            names.append(keyword_for_tag(number) or tag)
+            names.append(keyword_for_tag(last_tag(tag)) or tag)
     if a.pixel != b.pixel:
         names.append("PixelData")
     if row_a["transfer_syntax"] != row_b["transfer_syntax"]:

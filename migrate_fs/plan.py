@@ -159,10 +159,9 @@ HASH_STATS = {"objects": 0, "bytes_read": 0}
 
 def _sparse(values: dict[int, Any], n: int, type_: pa.DataType) -> pa.Array:
     """A column that is null except at the rows in ``values``."""
-    column: list[Any] = [None] * n
-    for row, value in values.items():
-        column[row] = value
-    return pa.array(column, type_)
+    position = np.full(n, -1, dtype=np.int64)
+    position[np.fromiter(values, dtype=np.int64, count=len(values))] = np.arange(len(values))
+    return _take_or_null(pa.array(list(values.values()), type_), position)
 
 
 def _new_uids(dups: Decisions, ids: dict[str, pa.Array], per_row: dict[int, list[Any]],
@@ -185,6 +184,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
     """Apply corrections and rules to the candidate rows: their changes, their output
     identifiers, and (in ``reason`` and ``added``) what they found."""
     n = table.num_rows
+    policies = config.code_policies()
     ids = {c: table.column(c).combine_chunks() if n else pa.array([], pa.string())
            for c in OUTPUT_IDS}
     corrected: list[list[Any]] = [[] for _ in range(n)] if applied is not None else []
@@ -195,7 +195,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
                               for c in row_changes or []]
             for p in row_problems or []:
                 added.setdefault(row, []).append((p["code"], p["message"]))
-                if reason[row] is None and _blocks(p["code"], config):
+                if reason[row] is None and _blocks_by(p["code"], policies):
                     reason[row] = p["code"]
     rows = np.flatnonzero(candidate & _has_rule_input(table, corrected))
     per_row: dict[int, list[Any]] = {}
@@ -243,11 +243,6 @@ CORRECTION_INPUT = ["study_instance_uid", "accession_number", "patient_id", "pat
 CONTEXT_COLUMNS = {"StudyInstanceUID": "study_instance_uid", "Modality": "modality",
                    "SeriesNumber": "series_number", "PatientID": "patient_id",
                    "AccessionNumber": "accession_number", "StudyDate": "study_date"}
-
-
-def _blocks(code: str, config: Config) -> bool:
-    policy = config.code_policies().get(code)
-    return policy == "quarantine" if policy else CATALOGUE[code].severity != "warning"
 
 
 def _has_rule_input(table: pa.Table, corrected: list[list[Any]]) -> np.ndarray:

@@ -45,8 +45,8 @@ from migrate_fs.header import (
     sniff_encoding,
     text_value,
 )
-from migrate_fs.scan import Scanner, tag_text
-from migrate_fs.transcode import dictionary_vr
+from migrate_fs.scan import Scanner
+from migrate_fs.transcode import dictionary_vr, tag_text
 
 
 class _TruncationGuard:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.uid import UID_dictionary
 
 from migrate_fs import charsets, values
 from migrate_fs.config import TYPE_1, Config
 from migrate_fs.scan import CHARSET_VRS
+from migrate_fs.transcode import dictionary_vr, last_tag, tag_text
 
 SPECIFIC_CHARACTER_SET = "(0008,0005)"
 UTF8_TERM = "ISO_IR 192"
@@ -60,8 +61,7 @@ class RuleOutput:
 
 def keyword_of(path: str) -> str:
     """The keyword of the last tag of a tag path such as ``(0008,1115)[0].(0008,1155)``."""
-    last = path.rsplit(".", 1)[-1]
-    return keyword_for_tag(int(last[1:5] + last[6:10], 16)) or ""
+    return keyword_for_tag(last_tag(path)) or ""
 
 
 def apply_rules(obj: RuleInput, config: Config) -> RuleOutput:
@@ -220,11 +220,9 @@ def _generation_parts(keyword: str, context: dict[str, str | None]) -> list[str]
 
 
 def _tag_path(keyword: str) -> str:
-    from pydicom.datadict import tag_for_keyword
-
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    return tag_text(tag)
 
 
 def _output_charset(obj: RuleInput, charset: charsets.CharacterSet, charset_ok: bool,
@@ -239,8 +237,8 @@ def _output_charset(obj: RuleInput, charset: charsets.CharacterSet, charset_ok: 
     if declared_after is not None:
         terms = tuple(declared_after.split("\\"))
     unencodable = [c for c in out.changes if c[3] and not c[3].isascii()
-                   and c[0].rsplit(".", 1)[-1] and _vr_of(c) in CHARSET_VRS
-                   and charsets.encode(c[3], _vr_of(c), terms) is None]
+                   and dictionary_vr(last_tag(c[0])) in CHARSET_VRS
+                   and charsets.encode(c[3], dictionary_vr(last_tag(c[0])), terms) is None]
     wanted = config.charset_output == "utf8" or not charset.dicom_terms or bool(unencodable)
     has_text = bool(text_changes) or any(c[3] and not c[3].isascii() for c in out.changes)
     if not wanted and charset.problem == "character_set_override" and declared_after is None \
@@ -261,9 +259,3 @@ def _output_charset(obj: RuleInput, charset: charsets.CharacterSet, charset_ok: 
     out.changes.append((SPECIFIC_CHARACTER_SET, "SpecificCharacterSet", old, UTF8_TERM,
                         "charset_utf8"))
 
-
-def _vr_of(change: Change) -> str:
-    from migrate_fs.transcode import dictionary_vr
-
-    last = change[0].rsplit(".", 1)[-1]
-    return dictionary_vr(int(last[1:5] + last[6:10], 16))

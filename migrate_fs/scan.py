@@ -27,7 +27,7 @@ from migrate_fs.elements import (
     Window,
     element_header,
 )
-from migrate_fs.transcode import dictionary_vr
+from migrate_fs.transcode import dictionary_vr, tag_text
 from migrate_fs.values import suspect
 
 # VRs whose values are text: what the rules check.
@@ -36,11 +36,6 @@ TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN"
 # VRs decoded with the Specific Character Set.
 CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 ESC = b"\x1b"
-
-
-def tag_text(tag: int) -> str:
-    """``(GGGG,EEEE)``, as pydicom prints a tag."""
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 @dataclass

@@ -85,7 +85,14 @@ Edits = dict[str, tuple[str, bytes | None]]  # tag path -> (VR, new value; None:
 
 
 def tag_text(tag: int) -> str:
+    """``(GGGG,EEEE)``, as pydicom prints a tag: one step of a tag path."""
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def last_tag(path: str) -> int:
+    """The tag of the last step of a tag path such as ``(0008,1115)[0].(0008,1155)``."""
+    last = path.rsplit(".", 1)[-1]
+    return int(last[1:5] + last[6:10], 16)
 
 
 class Transcoder:
@@ -100,8 +107,7 @@ class Transcoder:
                  edits: Edits | None = None) -> None:
         self.write, self.implicit, self.little = write, implicit, little
         self.edits = dict(edits or {})
-        self._inserts = sorted((int(p[1:5] + p[6:10], 16), p) for p in self.edits
-                               if "." not in p)
+        self._inserts = sorted((last_tag(p), p) for p in self.edits if "." not in p)
         self._head = struct.Struct("<HHI" if little else ">HHI")
         self._length16 = struct.Struct("<H" if little else ">H")
         self._length32 = struct.Struct("<I" if little else ">I")
@@ -153,7 +159,7 @@ class Transcoder:
         while self._inserts and self._inserts[0][0] < before:
             tag, key = self._inserts.pop(0)
             edit = self.edits.pop(key, None)
-            if edit is not None and edit[1] is not None and tag != before:
+            if edit is not None and edit[1] is not None:
                 self.write(element_header(tag, edit[0], len(edit[1])))
                 self.write(edit[1])
 

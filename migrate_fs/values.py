@@ -365,37 +365,30 @@ def _repair_datetime(s: str, order: str | None) -> tuple[str | None, str]:
     return (new, NOT_DT) if _dt_ok(new) else (None, NOT_DT)
 
 
-def _check_da(v: str, order: str | None) -> tuple[str, str | None] | None:
+def _check_temporal(v: str, ok: Callable[[str], bool], not_valid: str,
+                    repair: Callable[[str], tuple[str | None, str]]
+                    ) -> tuple[str, str | None] | None:
+    """A DA, TM or DT value (ranges allowed): None when valid, else (reason, repaired)."""
     s = v.rstrip(" ")
-    if not s or _ranged_ok(s, _da_ok):
+    if not s or _ranged_ok(s, ok):
         return None
     t = s.strip()
-    if _ranged_ok(t, _da_ok):
-        return f"{NOT_DA}: leading spaces", t
-    new, reason = _repair_date(t, order)
+    if _ranged_ok(t, ok):
+        return f"{not_valid}: leading spaces", t
+    new, reason = repair(t)
     return reason, new
+
+
+def _check_da(v: str, order: str | None) -> tuple[str, str | None] | None:
+    return _check_temporal(v, _da_ok, NOT_DA, lambda t: _repair_date(t, order))
 
 
 def _check_tm(v: str) -> tuple[str, str | None] | None:
-    s = v.rstrip(" ")
-    if not s or _ranged_ok(s, _tm_ok):
-        return None
-    t = s.strip()
-    if _ranged_ok(t, _tm_ok):
-        return f"{NOT_TM}: leading spaces", t
-    new, reason = _repair_time(t)
-    return reason, new
+    return _check_temporal(v, _tm_ok, NOT_TM, _repair_time)
 
 
 def _check_dt(v: str, order: str | None) -> tuple[str, str | None] | None:
-    s = v.rstrip(" ")
-    if not s or _ranged_ok(s, _dt_ok):
-        return None
-    t = s.strip()
-    if _ranged_ok(t, _dt_ok):
-        return f"{NOT_DT}: leading spaces", t
-    new, reason = _repair_datetime(t, order)
-    return reason, new
+    return _check_temporal(v, _dt_ok, NOT_DT, lambda t: _repair_datetime(t, order))
 
 
 # --- DS, IS, CS --------------------------------------------------------------------------------

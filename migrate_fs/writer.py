@@ -31,7 +31,14 @@ from migrate_fs.elements import VR_LENGTH_32
 from migrate_fs.paths import resolve_inside
 from migrate_fs import charsets
 from migrate_fs.scan import CHARSET_VRS
-from migrate_fs.transcode import Edits, Transcoder, dictionary_vr, element_header, swap
+from migrate_fs.transcode import (
+    Edits,
+    Transcoder,
+    dictionary_vr,
+    element_header,
+    last_tag,
+    swap,
+)
 
 CHUNK = 1 << 20
 OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
@@ -293,8 +300,7 @@ def edits_for(row: dict[str, Any]) -> Edits:
     edits: Edits = {}
     for change in changes:
         path, new = change["tag"], change["new"]
-        last = path.rsplit(".", 1)[-1]
-        vr = dictionary_vr(int(last[1:5] + last[6:10], 16))
+        vr = dictionary_vr(last_tag(path))
         if new is None:
             edits[path] = (vr, None)
             continue

@@ -60,12 +60,13 @@ def pydicom_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Migration:
     """A finished ``migrate-fs run`` and what a user would look at afterwards."""
 
-    def __init__(self, export: Path, base: Path, workers: int = 2) -> None:
-        self.export, self.out, self.manifests, self.run = export, base / "out", base / "m", "t"
+    def __init__(self, export: Path, base: Path, workers: int = 2, *extra: str,
+                 run: str = "t") -> None:
+        self.export, self.out, self.manifests, self.run = export, base / "out", base / "m", run
         self.before = tree_digest(export)
         self.exit_code = main(["run", str(export), "--out", str(self.out), "--run", self.run,
                                "--manifests", str(self.manifests), "--workers", str(workers),
-                               "--quiet"])
+                               "--quiet", *extra])
 
     def stage(self, name: str) -> list[dict[str, Any]]:
         return manifest.read_stage(self.manifests, self.run, name).to_pylist()

@@ -22,7 +22,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from conftest import PYDICOM_DATA
+from conftest import PYDICOM_DATA, Migration
 from dicom_compare import compare_migrated
 from migrate_fs import manifest
 from migrate_fs.cli import main
@@ -61,14 +61,11 @@ def ct(**raw: tuple[str, bytes]) -> Dataset:
     return ds
 
 
-class Run:
-    """``migrate-fs run`` with options; the manifests and output as a user reads them."""
+class Run(Migration):
+    """``migrate-fs run`` with options (one worker); rows keyed by file name."""
 
     def __init__(self, export: Path, base: Path, *extra: str, run: str = "t") -> None:
-        self.export, self.out, self.manifests, self.run = export, base / "out", base / "m", run
-        self.exit_code = main(["run", str(export), "--out", str(self.out), "--run", run,
-                               "--manifests", str(self.manifests), "--workers", "1", "--quiet",
-                               *extra])
+        super().__init__(export, base, 1, *extra, run=run)
 
     def rows(self, stage: str = "result") -> dict[str, dict[str, Any]]:
         table = manifest.read_stage(self.manifests, self.run, stage).to_pylist()
