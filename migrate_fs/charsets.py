@@ -34,7 +34,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-TEXT_VRS: frozenset[str] = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+CHARSET_VRS: frozenset[str] = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 UTF8 = ("ISO_IR 192",)
 ESC = b"\x1b"
 

@@ -10,13 +10,25 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from migrate_fs.errors import ConfigError
 
 Policy = Literal["fix", "warn", "quarantine"]
 POLICIES = ("fix", "warn", "quarantine")
 
-# rule name -> (default policy, problem codes, what it does). The codes are in the catalogue.
-RULES: dict[str, tuple[Policy, tuple[str, ...], str]] = {
+
+
+class Rule(NamedTuple):
+    """A rule: its default policy, the problem codes it records, what it does."""
+
+    default: Policy | None  # None: not configurable (it only names the rule of a change)
+    codes: tuple[str, ...]  # codes of the catalogue (problems.CATALOGUE)
+    description: str
+
+
+# The one table of rules: every name a [rules] key or a change's ``rule`` can have.
+RULES: dict[str, Rule] = {name: Rule(*spec) for name, spec in {
     "character_set": ("quarantine", ("missing_character_set", "invalid_character_set",
                                      "undecodable_text"),
                       "Text is decoded with the declared Specific Character Set (or the "
@@ -45,7 +57,23 @@ RULES: dict[str, tuple[Policy, tuple[str, ...], str]] = {
     "required_attributes": ("quarantine", ("missing_attribute",),
                             "Identifying attributes of the patient, study, series and instance "
                             "modules: see [required] for each attribute's policy."),
-}
+    "charset_utf8": (None, (), "A text value re-encoded to UTF-8 (charset.output = \"utf8\", an "
+                                "override that is a Python codec, or a correction the declared "
+                                "set cannot hold); SpecificCharacterSet becomes ISO_IR 192."),
+    "legacy_db_correction": (None, ("correction_conflict", "not_in_legacy_db"),
+                             "An attribute set to the value the legacy database corrections "
+                             "file gives for the object's study, accession or patient."),
+    "patient_merge": (None, (), "PatientID replaced by the surviving PatientID of a patient merge "
+                                "in the corrections file (merge chains followed to their end)."),
+    "duplicate_new_uid": (None, (), "A later copy of a same-UID conflict gets a new deterministic "
+                                    "SOPInstanceUID ([duplicates] conflict = \"keep_all\")."),
+    "drop_group_length": (None, (), "A group length element is dropped when a dataset is "
+                                    "re-encoded: its value would no longer hold."),
+    "vr_too_long_for_explicit_length": (None, (), "A value too long for its VR's 16-bit length "
+                                                  "field in explicit VR is written as UN."),
+}.items()}
+# The rules a configuration sets a policy for ([rules]).
+CONFIGURABLE: dict[str, Rule] = {k: r for k, r in RULES.items() if r.default is not None}
 
 # [required]: what to do when an attribute is absent (or empty, for the type 1 ones).
 # "quarantine", "warn", "empty" (add it without a value: type 2 attributes), "generate"
@@ -142,10 +170,6 @@ decoder = ""
 DEFAULT_NAMESPACE = "migrate-fs"
 
 
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message says what to change."""
-
-
 @dataclass(frozen=True)
 class Config:
     """The effective rules configuration."""
@@ -154,7 +178,8 @@ class Config:
     charset_output: str = "keep"
     date_order: str = ""
     overrides: dict[str, str] = field(default_factory=dict)
-    rules: dict[str, Policy] = field(default_factory=lambda: {k: v[0] for k, v in RULES.items()})
+    rules: dict[str, Policy] = field(
+        default_factory=lambda: {k: r.default for k, r in CONFIGURABLE.items() if r.default})
     required: dict[str, str] = field(default_factory=lambda: dict(REQUIRED))
     problems: dict[str, Policy] = field(default_factory=lambda: dict(PROBLEM_POLICIES))
     decode_check: str = "none"
@@ -168,7 +193,7 @@ class Config:
     def code_policies(self) -> dict[str, Policy]:
         """Problem code -> policy, for every code the configuration decides."""
         policies: dict[str, Policy] = dict(self.problems)
-        for rule, (_, codes, _) in RULES.items():
+        for rule, (_, codes, _) in CONFIGURABLE.items():
             for code in codes:
                 policies[code] = self.rules[rule]
         return policies
@@ -187,7 +212,7 @@ class Config:
 def default_toml() -> str:
     """The configuration file with every default, documented."""
     return DEFAULT_TOML.format(
-        rules="\n".join(f'{k} = "{v[0]}"' for k, v in RULES.items()),
+        rules="\n".join(f'{k} = "{r.default}"' for k, r in CONFIGURABLE.items()),
         required="\n".join(f'{k} = "{v}"' for k, v in REQUIRED.items()),
         problems="\n".join(f'{k} = "{v}"' for k, v in PROBLEM_POLICIES.items()))
 
@@ -225,8 +250,8 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     output = _choice(charset.get("output", "keep"), ("keep", "utf8"), "charset.output", where)
     date_order = _choice(charset.get("date_order", ""), ("", "DMY", "MDY"), "charset.date_order",
                          where)
-    rules = {k: v[0] for k, v in RULES.items()}
-    for name, value in _table(data, "rules", set(RULES), where).items():
+    rules = {k: r.default for k, r in CONFIGURABLE.items() if r.default}
+    for name, value in _table(data, "rules", set(CONFIGURABLE), where).items():
         rules[name] = _choice(value, POLICIES, f"rules.{name}", where)  # type: ignore[assignment]
     required = dict(REQUIRED)
     for name, value in _table(data, "required", set(REQUIRED), where).items():
@@ -302,7 +327,7 @@ def describe(config: Config) -> str:
              f"pixel: decode_check={config.decode_check} "
              f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}", "", "rule                  policy      "
              "codes"]
-    for name, (_, codes, text) in RULES.items():
+    for name, (_, codes, text) in CONFIGURABLE.items():
         lines.append(f"{name:<21} {config.rules[name]:<11} {', '.join(codes)}")
         lines.append(f"{'':<21} {text}")
     lines += ["", "required attribute      when missing"]

@@ -90,7 +90,7 @@ class Walk:
     end: int = 0
 
 
-def element_header(win: Window, pos: int, implicit: bool, little: bool
+def decode_element_header(win: Window, pos: int, implicit: bool, little: bool
                    ) -> tuple[int, bytes | None, int, int]:
     """``(tag, vr, length, value position)`` of the element at ``pos``."""
     data, i = win.view(pos, 8)
@@ -136,7 +136,7 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,
                     raise Unsupported(f"unknown VR {vr!r} at byte {pos}")
             tag = group << 16 | number
         else:
-            tag, vr, length, value = element_header(win, pos, implicit, little)
+            tag, vr, length, value = decode_element_header(win, pos, implicit, little)
         if tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
             walk.pixel_data_offset = pos
             walk.pixel_data_encapsulated = length == UNDEFINED
@@ -188,7 +188,7 @@ def skip_items(win: Window, pos: int, little: bool, implicit: bool = False) -> i
 def skip_item(win: Window, pos: int, implicit: bool, little: bool) -> int:
     """Step over the elements of an undefined-length item; the offset after its delimiter."""
     while True:
-        tag, vr, length, value = element_header(win, pos, implicit, little)
+        tag, vr, length, value = decode_element_header(win, pos, implicit, little)
         if tag == ITEM_END:
             return value
         if length == UNDEFINED:

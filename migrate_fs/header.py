@@ -24,7 +24,7 @@ from pydicom.uid import (
 
 from migrate_fs import pixels
 from migrate_fs.elements import VALID_VRS
-from migrate_fs.problems import Problem
+from migrate_fs.problems import Problem, blocks
 
 PREAMBLE_LENGTH = 128
 
@@ -116,7 +116,7 @@ class Header:
 
     def problems_blocking(self) -> bool:
         """True when a problem already stops this object from being migrated."""
-        return any(p.severity != "warning" for p in self.problems)
+        return any(blocks(p.code) for p in self.problems)
 
 
 def sniff_encoding(first: bytes, *, strict: bool = True) -> Encoding | None:

@@ -22,6 +22,7 @@ from migrate_fs.archives import (
 )
 from migrate_fs.decode import DecodeOutcome, DecoderGuard
 from migrate_fs.header import ATTRIBUTES, Header
+from migrate_fs.problems import Problem
 from migrate_fs.reader import read_header
 from migrate_fs.sources import SourceObject, object_id
 
@@ -45,14 +46,14 @@ def inventory_row(obj: SourceObject, decode_check: str = "none",
                            "source": obj.source, "size": obj.size, "mtime_ns": obj.mtime_ns}
     if obj.entry_problem:
         row["kind"] = ENTRY_KINDS[obj.entry_problem]
-        row["problems"] = [{"code": obj.entry_problem, "message": obj.entry_message or ""}]
+        row["problems"] = [_problem(obj.entry_problem, obj.entry_message)]
         return row
     try:
         with open(obj.locator, "rb", buffering=READ_BUFFER) as f:
             header = read_header(f, obj.size)
     except OSError as exc:
         row["kind"] = "unreadable"
-        row["problems"] = [{"code": "unreadable_source", "message": exc.strerror or str(exc)}]
+        row["problems"] = [_problem("unreadable_source", exc.strerror or str(exc))]
         return row
     _header_columns(row, header)
     if header.kind == "not_dicom" and obj.size >= TAR_MAGIC_OFFSET + 5:
@@ -61,9 +62,14 @@ def inventory_row(obj: SourceObject, decode_check: str = "none",
         try:
             _decode_problem(row, decoder(decoder_name).check(decode_check, path=obj.locator))
         except OSError as exc:  # the file went away between the header read and the check
-            row["problems"] = [*row["problems"], {"code": "unreadable_source",
-                                                  "message": f"decode check: {exc}"}]
+            row["problems"] = [*row["problems"],
+                               _problem("unreadable_source", f"decode check: {exc}")]
     return row
+
+
+def _problem(code: str, message: str | None) -> dict[str, str]:
+    """A problems entry, its code checked against the catalogue."""
+    return Problem(code, message or "").as_row()
 
 
 def _decodable(header: Header) -> bool:
@@ -75,8 +81,7 @@ def _decodable(header: Header) -> bool:
 
 def _decode_problem(row: dict[str, Any], outcome: DecodeOutcome) -> None:
     if outcome.code:
-        row["problems"] = [*row["problems"], {"code": outcome.code,
-                                              "message": outcome.message or ""}]
+        row["problems"] = [*row["problems"], _problem(outcome.code, outcome.message)]
 
 
 _DECODERS: dict[str | None, DecoderGuard] = {}
@@ -123,8 +128,8 @@ def archive_row_kind(obj: SourceObject, row: dict[str, Any]) -> None:
         return
     if archive_kind(head, obj.locator) is not None:
         row["kind"] = "archive"
-        row["problems"] = [{"code": "archive", "message": "an archive (tar or zip): its members are "
-                                                         "inventoried as objects of their own"}]
+        row["problems"] = [_problem("archive", "an archive (tar or zip): its members are "
+                                              "inventoried as objects of their own")]
 
 
 def member_locator(archive: str, name: str, offset: int) -> str:
@@ -141,7 +146,7 @@ def inventory_members(paths: list[str], decode_check: str = "none",
     for member in iter_members(paths):
         if member.damages_previous and last is not None and last["member_offset"] == member.offset:
             if not any(p["code"] == "archive_truncated" for p in last["problems"]):
-                last["problems"] = [{"code": "archive_truncated", "message": member.message},
+                last["problems"] = [_problem("archive_truncated", member.message),
                                     *last["problems"]]
                 last["kind"] = "unreadable"
             continue
@@ -153,7 +158,7 @@ def inventory_members(paths: list[str], decode_check: str = "none",
                                "member_offset": member.offset}
         if member.problem:
             row["kind"] = MEMBER_KINDS.get(member.problem, "unreadable")
-            row["problems"] = [{"code": member.problem, "message": member.message or ""}]
+            row["problems"] = [_problem(member.problem, member.message)]
         else:
             _read_member(member, row, decode_check, decoder_name)
         if last is not None:
@@ -178,15 +183,16 @@ def _read_member(member: Member, row: dict[str, Any], decode_check: str,
             data = member.stream.read(member.size)
     except STREAM_ERRORS as exc:
         row["kind"] = "unreadable"
-        row["problems"] = [{"code": "archive_truncated",
-                            "message": f"the member cannot be read to its end: {exc}"}]
+        row["problems"] = [_problem("archive_truncated",
+                                     f"the member cannot be read to its end: {exc}")]
         return
     except OSError:  # a member of a compressed dump cannot be re-read past its first 4 MB
         data = None
     _header_columns(row, header)
     if decode_check != "none" and _decodable(header):
         if data is None:
-            row["problems"].append({"code": "decoder_unavailable", "message": (
-                "decode check skipped: the member is too large to check from memory")})
+            row["problems"].append(_problem(
+                "decoder_unavailable",
+                "decode check skipped: the member is too large to check from memory"))
         else:
             _decode_problem(row, decoder(decoder_name).check(decode_check, data=data))

@@ -18,15 +18,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from migrate_fs.errors import OutputError, StageMissing
 from migrate_fs.header import ATTRIBUTES
+from migrate_fs.problems import CHANGE, PROBLEM
 
 SCHEMA_VERSION = "3"
 STAGES = ("inventory", "plan", "result")
 
-PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string())])
 ELEMENT = pa.struct([("tag", pa.string()), ("vr", pa.string()), ("value", pa.binary())])
-CHANGE = pa.struct([("tag", pa.string()), ("keyword", pa.string()), ("old", pa.string()),
-                    ("new", pa.string()), ("rule", pa.string())])
 
 _INVENTORY = [
     ("object_id", pa.string()),
@@ -84,14 +83,13 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
-class RunNotFound(FileNotFoundError):
-    """A stage a command needs has not been written for this run yet."""
+RunNotFound = StageMissing  # the name of earlier releases
 
 
 def run_dir(manifests: str | Path, run: str) -> Path:
     """The folder of one run's manifests; the run name must be a plain folder name."""
     if not run or run in (".", "..") or "/" in run or "\\" in run or run.startswith("."):
-        raise ValueError(f"run name {run!r} must be a plain name such as 'trial' or '2026-11-pacs'")
+        raise OutputError(f"run name {run!r} must be a plain name such as 'trial' or '2026-11-pacs'")
     return Path(manifests) / run
 
 
@@ -147,7 +145,7 @@ def read_stage(manifests: str | Path, run: str, stage: str,
     folder = stage_dir(manifests, run, stage)
     names = sorted(part_names(folder))
     if not names:
-        raise RunNotFound(f"no {stage} manifest for run {run!r} in {folder}; "
+        raise StageMissing(f"no {stage} manifest for run {run!r} in {folder}; "
                           f"run the {stage if stage != 'result' else 'write'} step first")
     return pa.concat_tables(read_part(folder, name, stage, columns) for name in names)
 

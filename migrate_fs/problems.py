@@ -9,10 +9,18 @@ object is recorded but deliberately not migrated (it is not an instance, or it i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import pyarrow as pa
+
 Severity = Literal["error", "warning", "skip"]
+
+# A problem entry and a change entry, as the manifests' ``problems`` and ``changes`` hold them.
+PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string())])
+CHANGE = pa.struct([("tag", pa.string()), ("keyword", pa.string()), ("old", pa.string()),
+                    ("new", pa.string()), ("rule", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -186,12 +194,17 @@ class Problem:
         return {"code": self.code, "message": self.message}
 
 
-def first_blocking(problems: list[dict[str, str]]) -> str | None:
-    """The code of the first problem that stops migration (error or skip), or None."""
-    for p in problems:
-        if CATALOGUE[p["code"]].severity != "warning":
-            return p["code"]
-    return None
+def blocks(code: str, policies: Mapping[str, str] | None = None) -> bool:
+    """Whether a problem with this code stops migration: the configured policy where there is
+    one (``Config.code_policies()``), else its severity (error or skip)."""
+    policy = policies.get(code) if policies else None
+    return policy == "quarantine" if policy else CATALOGUE[code].severity != "warning"
+
+
+def first_blocking(problems: Iterable[Mapping[str, str]],
+                   policies: Mapping[str, str] | None = None) -> str | None:
+    """The code of the first problem that stops migration, or None."""
+    return next((p["code"] for p in problems if blocks(p["code"], policies)), None)
 
 
 def markdown_table() -> str:

@@ -32,20 +32,20 @@ from migrate_fs.elements import (
     Unsupported,
     Walk,
     Window,
-    element_header,
+    decode_element_header,
     walk_dataset,
 )
 from migrate_fs.header import (
     ATTRIBUTES,
     MAGIC,
+    PIXEL_KEYWORDS,
     PREAMBLE_LENGTH,
+    REQUIRED_CANDIDATES,
     Encoding,
     Header,
-    check_pixel_data_present,
-    PIXEL_KEYWORDS,
-    REQUIRED_CANDIDATES,
     ImagePixel,
     check_pixel_data,
+    check_pixel_data_present,
     classify,
     declared_encoding,
     note_presence,
@@ -179,7 +179,7 @@ def _lean_file_meta(win: Window, pos: int) -> tuple[dict[int, bytes], int]:
     """The (0002,xxxx) elements' raw values and the offset after them."""
     meta: dict[int, bytes] = {}
     while pos + 8 <= win.size and win.bytes(pos, 2) == b"\x02\x00":
-        tag, vr, length, value = element_header(win, pos, False, True)
+        tag, vr, length, value = decode_element_header(win, pos, False, True)
         if length == UNDEFINED or vr is None:
             raise Unsupported("unusual file meta")
         meta[tag] = win.bytes(value, length)

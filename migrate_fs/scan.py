@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from migrate_fs.charsets import CHARSET_VRS
 from migrate_fs.elements import (
     ITEM,
     ITEM_END,
@@ -25,7 +26,7 @@ from migrate_fs.elements import (
     Malformed,
     Truncated,
     Window,
-    element_header,
+    decode_element_header,
 )
 from migrate_fs.transcode import dictionary_vr, tag_text
 from migrate_fs.values import suspect
@@ -33,8 +34,6 @@ from migrate_fs.values import suspect
 # VRs whose values are text: what the rules check.
 TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
                       "TM", "UC", "UI", "UR", "UT"})
-# VRs decoded with the Specific Character Set.
-CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 ESC = b"\x1b"
 
 
@@ -82,7 +81,7 @@ class Scanner:
         None means the items' values are not recorded (private sequences)."""
         index = 0
         while end is None or pos < end:
-            tag, _, length, value = element_header(win, pos, True, little)
+            tag, _, length, value = decode_element_header(win, pos, True, little)
             if tag == SEQUENCE_END:
                 return value
             if tag != ITEM:
@@ -97,7 +96,7 @@ class Scanner:
     def _item(self, win: Window, pos: int, end: int | None, implicit: bool, little: bool,
               path: str | None) -> int:
         while end is None or pos < end:
-            tag, vr, length, value = element_header(win, pos, implicit, little)
+            tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if tag == ITEM_END:
                 return value
             if path is None:  # inside a private sequence: step over, record nothing

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from migrate_fs.errors import SourceError
+
 OBJECT_ID_HEX = 24  # 96 bits: collision-free in practice for 10^8 objects
 
 
@@ -60,8 +62,8 @@ def iter_sources(roots: Iterable[str | Path]) -> Iterator[SourceObject]:
         try:
             st = os.stat(root_bytes, follow_symlinks=False)
         except OSError as exc:
-            raise FileNotFoundError(f"source {root!s} cannot be read: {exc.strerror}; "
-                                    "check the path and that the export is mounted") from exc
+            raise SourceError(f"source {root!s} cannot be read: {exc.strerror}; "
+                              "check the path and that the export is mounted") from exc
         if stat.S_ISDIR(st.st_mode):
             yield from _walk(root_bytes, source)
         else:

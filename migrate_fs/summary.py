@@ -5,8 +5,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from migrate_fs.plan import count_by
-
 
 def table_text(table: pa.Table, keys: list[str]) -> str:
     """Counts of rows by ``keys`` as an aligned text table (objects, then the keys)."""
@@ -46,3 +44,13 @@ def problem_counts(table: pa.Table) -> str:
                       "code": problems.flatten().field("code")})
     distinct = pairs.group_by(["row", "code"]).aggregate([])
     return table_text(distinct, ["code"])
+
+
+def count_by(table: pa.Table, keys: list[str]) -> list[tuple[tuple[str | None, ...], int]]:
+    """Row counts grouped by ``keys``, most frequent first."""
+    if table.num_rows == 0:
+        return []
+    grouped = table.group_by(keys).aggregate([([], "count_all")])
+    rows = grouped.to_pylist()
+    rows.sort(key=lambda r: (-r["count_all"], tuple(str(r[k]) for k in keys)))
+    return [(tuple(r[k] for k in keys), r["count_all"]) for r in rows]

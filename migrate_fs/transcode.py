@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -22,6 +22,8 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import correct_ambiguous_vr_element
 from pydicom.tag import Tag
 
+from migrate_fs import charsets
+from migrate_fs.charsets import CHARSET_VRS
 from migrate_fs.elements import ITEM, ITEM_END, SEQUENCE_END, UNDEFINED, Malformed
 
 # Bytes per value unit to swap when converting from big endian, by VR.
@@ -48,7 +50,7 @@ def swap(value: bytes, unit: int) -> bytes:
     return swapped.tobytes() + value[whole:]
 
 
-def element_header(tag: int, vr: str, length: int) -> bytes:
+def encode_element_header(tag: int, vr: str, length: int) -> bytes:
     """An explicit VR little endian element header."""
     if vr in VR_LENGTH_32:
         return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
@@ -160,7 +162,7 @@ class Transcoder:
             tag, key = self._inserts.pop(0)
             edit = self.edits.pop(key, None)
             if edit is not None and edit[1] is not None:
-                self.write(element_header(tag, edit[0], len(edit[1])))
+                self.write(encode_element_header(tag, edit[0], len(edit[1])))
                 self.write(edit[1])
 
     def _value(self, tag: int, vr: str, data: bytes, path: str, implicit: bool) -> None:
@@ -169,7 +171,7 @@ class Transcoder:
             if edit is not None:
                 if edit[1] is not None:
                     vr = vr if " or " not in vr and vr != "UN" else edit[0]
-                    self.write(element_header(tag, vr, len(edit[1])))
+                    self.write(encode_element_header(tag, vr, len(edit[1])))
                     self.write(edit[1])
                 return
         if " or " in vr:
@@ -181,7 +183,7 @@ class Transcoder:
         if len(data) > 0xFFFF and vr not in VR_LENGTH_32:
             self.changes.append(_change(path, tag, vr, "UN", "vr_too_long_for_explicit_length"))
             vr = "UN"
-        self.write(element_header(tag, vr, len(data)))
+        self.write(encode_element_header(tag, vr, len(data)))
         self.write(data)
 
     def _undefined(self, buf: bytes, tag: int, vr: str, pos: int, path: str,
@@ -196,7 +198,7 @@ class Transcoder:
             pos += 8 if (group << 16 | number) == SEQUENCE_END else 8 + length
             if (group << 16 | number) == SEQUENCE_END:
                 break
-        self.write(element_header(tag, "OB", UNDEFINED))
+        self.write(encode_element_header(tag, "OB", UNDEFINED))
         self.write(buf[start:pos])
         return pos
 
@@ -204,7 +206,7 @@ class Transcoder:
                   implicit: bool) -> int:
         """Write a sequence with undefined length; its items from ``pos`` to ``end`` (or the
         sequence delimiter). Returns the offset after the source sequence."""
-        self.write(element_header(tag, "SQ", UNDEFINED))
+        self.write(encode_element_header(tag, "SQ", UNDEFINED))
         index = 0
         while end is None or pos < end:
             group, number, length = self._head.unpack_from(buf, pos)
@@ -230,3 +232,138 @@ class Transcoder:
 def _change(path: str, tag: int, old: str, new: str, rule: str) -> Change:
     return {"tag": f"{path}{Tag(tag)}", "keyword": keyword_for_tag(tag) or "", "old": old,
             "new": new, "rule": rule}
+
+
+# --- Datasets from a source stream: the writer's and the content hash's encoder -------------
+
+CHUNK = 1 << 20
+BITS_ALLOCATED = 0x00280100
+SPECIFIC_CHARACTER_SET = "(0008,0005)"
+
+
+class WriteError(Exception):
+    """A failure to migrate one object; ``reason`` is its problem code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Sink(Protocol):
+    """Where bytes of the output go (a file with its hash, or only a hash)."""
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+
+_BUFFER = memoryview(bytearray(CHUNK))  # one per worker process: no allocation per chunk
+
+
+def copy_range(src: BinaryIO, sink: Sink, length: int | None, unit: int = 1) -> int:
+    """Copy ``length`` bytes (all, if None) from ``src``, swapping ``unit``-byte values."""
+    copied, step = 0, CHUNK - CHUNK % max(unit, 1)
+    while length is None or copied < length:
+        want = step if length is None else min(step, length - copied)
+        got = src.readinto(_BUFFER[:want])  # type: ignore[attr-defined]
+        if not got:
+            break
+        chunk = _BUFFER[:got]
+        sink.write(swap(chunk.tobytes(), unit) if unit > 1 else chunk)
+        copied += got
+    if length is not None and copied != length:
+        raise WriteError("truncated", f"source ended after {copied} of {length} bytes")
+    return copied
+
+
+def edits_for(row: dict[str, Any]) -> Edits:
+    """The plan's changes as encoded element values (text in the output character set)."""
+    changes = row.get("changes") or []
+    if not changes:
+        return {}
+    charset = next((c["new"] for c in changes if c["tag"] == SPECIFIC_CHARACTER_SET),
+                   row.get("specific_character_set"))
+    terms = charsets.resolve(charset, {}).terms
+    edits: Edits = {}
+    for change in changes:
+        path, new = change["tag"], change["new"]
+        vr = dictionary_vr(last_tag(path))
+        if new is None:
+            edits[path] = (vr, None)
+            continue
+        data = charsets.encode(new, vr, terms) if vr in CHARSET_VRS else \
+            new.encode("ascii", "strict") if new.isascii() else None
+        if data is None:
+            raise WriteError("write_failed", f"{change['keyword']} {new!r} cannot be written "
+                                             f"in the character set {charset!r}: plan again")
+        if len(data) % 2:
+            data += b"\x00" if vr == "UI" else b" "
+        edits[path] = (vr, data)
+    return edits
+
+
+def transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
+                     sink: Sink) -> list[dict[str, Any]]:
+    parts: list[bytes] = []
+    coder = Transcoder(parts.append, implicit, little, edits)
+    coder.dataset(data, 0, len(data))
+    coder.flush_inserts()
+    sink.write(b"".join(parts))
+    return coder.changes
+
+
+def transcode(src: BinaryIO, row: dict[str, Any], sink: Sink, edits: Edits,
+              pixel_sink: Sink | None = None) -> list[dict[str, Any]]:
+    """Re-encode the header (with the plan's changes); the pixel data element is copied (to
+    ``pixel_sink`` if given, so that it can be hashed apart)."""
+    parts: list[bytes] = []  # collected and written at once: one hash update, one write
+    coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]),
+                       edits)
+    pixel, size = row["pixel_data_offset"], row["size"]
+    header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
+    coder.dataset(header, 0, len(header))
+    coder.flush_inserts()
+    sink.write(b"".join(parts))
+    parts.clear()
+    if pixel is not None:
+        raw_bits = coder.context.get(BITS_ALLOCATED)
+        bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
+        after = copy_pixel_data(src, row, bits, pixel_sink or sink)
+        if after < size:
+            src.seek(after)
+            tail = src.read(size - after)
+            coder.dataset(tail, 0, len(tail))
+            sink.write(b"".join(parts))
+    if coder.edits:
+        raise WriteError("write_failed", "planned changes to elements the source does not "
+                                         "have: " + ", ".join(sorted(coder.edits)))
+    return coder.changes
+
+
+def copy_pixel_data(src: BinaryIO, row: dict[str, Any], bits_allocated: int | None,
+                    sink: Sink) -> int:
+    """Copy the Pixel Data element; return the source offset just after it."""
+    endian = "<" if row["is_little_endian"] else ">"
+    src.seek(row["pixel_data_offset"])
+    head = src.read(12)
+    group, number = struct.unpack_from(endian + "HH", head)
+    tag = group << 16 | number
+    if row["is_implicit_vr"]:
+        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if (bits_allocated or 8) > 8 else "OB")
+        length, header_length = struct.unpack_from("<I", head, 4)[0], 8
+    else:
+        vr = head[4:6].decode("ascii")
+        if vr in VR_LENGTH_32:
+            length, header_length = struct.unpack_from(endian + "I", head, 8)[0], 12
+        else:
+            length, header_length = struct.unpack_from(endian + "H", head, 6)[0], 8
+    src.seek(row["pixel_data_offset"] + header_length)
+    if length == UNDEFINED:  # encapsulated: always little endian, items copied as they are
+        sink.write(encode_element_header(tag, "OB", UNDEFINED))
+        copy_range(src, sink, row["pixel_data_length"])
+        return row["pixel_data_offset"] + header_length + row["pixel_data_length"]
+    unit = 1
+    if not row["is_little_endian"]:
+        unit = max((bits_allocated or 8) // 8, 2 if vr == "OW" else 1)
+        unit = {"OF": 4, "OD": 8}.get(vr, unit)
+    sink.write(encode_element_header(tag, vr, length))
+    copy_range(src, sink, length, unit)
+    return row["pixel_data_offset"] + header_length + length

@@ -38,35 +38,6 @@ from functools import lru_cache
 from pydicom.datadict import dictionary_VM, tag_for_keyword
 from pydicom.valuerep import format_number_as_ds
 
-# rule name -> (problem code, what it does)
-RULES: dict[str, tuple[str, str]] = {
-    "trailing_nul": ("trailing_nul", (
-        "Trailing NUL bytes of text values (not UI) are removed; trailing spaces are kept.")),
-    "date_format": ("invalid_date", (
-        "DA values such as 2001.01.01, 2001-01-01 or 13/2/2001 become YYYYMMDD; 1/2/2001 only "
-        "with date_order set; impossible dates are reported.")),
-    "time_format": ("invalid_time", (
-        "TM values such as 12:30:45.123 or 12:30 become HHMMSS.FFFFFF or HHMM; out-of-range "
-        "times are reported.")),
-    "datetime_format": ("invalid_datetime", (
-        "DT values such as 2001-01-01 12:30:45 or 2001-01-01T12:30:45+01:00 become "
-        "YYYYMMDDHHMMSS&ZZXX.")),
-    "decimal_string": ("invalid_decimal_string", (
-        "DS values: a decimal comma becomes a point, values over 16 characters are reformatted; "
-        "NaN and infinity are reported.")),
-    "integer_string": ("invalid_integer_string", (
-        "IS values such as 1.0 become 1; other non-integers, over 12 characters or out of 32-bit "
-        "range are reported.")),
-    "code_string": ("invalid_code_string", (
-        "CS values with lowercase letters become uppercase; other characters outside A-Z 0-9 "
-        "space _ are reported.")),
-    "value_too_long": ("value_too_long", (
-        "Values longer than their VR allows are truncated (lossy: only when configured).")),
-    "invalid_uid": ("invalid_uid", (
-        "UIDs with bad characters, leading zeros, empty components or over 64 characters are "
-        "remapped to 2.25.<uuid5(namespace, old)>")),
-}
-
 # Text VRs whose values may end in NUL bytes that are not theirs (UI pads with one NUL legally).
 NUL_TRIMMED_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH",
                              "ST", "TM", "UC", "UT", "UR"})
@@ -158,8 +129,7 @@ def suspect(vr: str, raw: bytes) -> bool:
 class Finding:
     """One rule's verdict on one element value."""
 
-    rule: str  # a key of RULES
-    code: str  # its problem code
+    rule: str  # a key of config.RULES, whose code the finding is
     message: str  # which value and why
     new: str | None  # the whole repaired element value, or None when it cannot be repaired
 
@@ -193,7 +163,7 @@ def _apply(rule: str, name: str, values: list[str], check: Check) -> list[Findin
         message = f"{name} {_show(values[0])} {bad[0][2]}"
     else:
         message = f"{name} " + "; ".join(f"value {i + 1} {_show(v)} {r}" for i, v, r in bad)
-    return [Finding(rule, RULES[rule][0], message, "\\".join(out) if repairable else None)]
+    return [Finding(rule, message, "\\".join(out) if repairable else None)]
 
 
 def check_value(vr: str, value: str, keyword: str = "", *, date_order: str | None = None,
@@ -213,7 +183,7 @@ def check_value(vr: str, value: str, keyword: str = "", *, date_order: str | Non
     if vr in NUL_TRIMMED_VRS and value.endswith("\x00"):
         text = value.rstrip("\x00")
         count = len(value) - len(text)
-        findings.append(Finding("trailing_nul", "trailing_nul", f"{name} {_show(value)} ends in "
+        findings.append(Finding("trailing_nul", f"{name} {_show(value)} ends in "
                                 f"{count} NUL byte{'s' if count > 1 else ''}", text))
     if vr == "UI":
         text = value.removesuffix("\x00")

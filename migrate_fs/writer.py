@@ -20,47 +20,27 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs import __version__
 from migrate_fs.archives import STREAM_ERRORS, iter_members
-from migrate_fs.elements import UNDEFINED as UNDEFINED_LENGTH
-from migrate_fs.elements import VR_LENGTH_32
 from migrate_fs.paths import resolve_inside
-from migrate_fs import charsets
-from migrate_fs.scan import CHARSET_VRS
 from migrate_fs.transcode import (
-    Edits,
-    Transcoder,
-    dictionary_vr,
-    element_header,
-    last_tag,
-    swap,
+    CHUNK,
+    WriteError,
+    copy_range,
+    edits_for,
+    encode_element_header,
+    transcode,
+    transcode_buffer,
 )
 
-CHUNK = 1 << 20
 OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
-BITS_ALLOCATED = 0x00280100
-SPECIFIC_CHARACTER_SET = "(0008,0005)"
 PREAMBLE = bytes(128) + b"DICM"
 ImplementationClassUID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
 ImplementationVersionName = f"MIGRATEFS_{__version__}"[:16]
-
-
-class WriteError(Exception):
-    """A failure to migrate one object; ``reason`` is its problem code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class Sink(Protocol):
-    """Where bytes of the output go (a file with its hash, or only a hash)."""
-
-    def write(self, data: bytes | memoryview) -> None: ...
 
 
 class _HashingWriter:
@@ -87,8 +67,8 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -
                 (0x0003, "UI", _uid(sop_instance_uid)), (0x0010, "UI", _uid(transfer_syntax)),
                 (0x0012, "UI", _uid(ImplementationClassUID)),
                 (0x0013, "SH", version + b" " * (len(version) % 2))]
-    body = b"".join(element_header(0x00020000 | e, vr, len(v)) + v for e, vr, v in elements)
-    return PREAMBLE + element_header(0x00020000, "UL", 4) + struct.pack("<I", len(body)) + body
+    body = b"".join(encode_element_header(0x00020000 | e, vr, len(v)) + v for e, vr, v in elements)
+    return PREAMBLE + encode_element_header(0x00020000, "UL", 4) + struct.pack("<I", len(body)) + body
 
 
 def execute(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
@@ -246,25 +226,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-_BUFFER = memoryview(bytearray(CHUNK))  # one per worker process: no allocation per chunk
-
-
-def _copy_range(src: BinaryIO, sink: _HashingWriter, length: int | None, unit: int = 1) -> int:
-    """Copy ``length`` bytes (all, if None) from ``src``, swapping ``unit``-byte values."""
-    copied, step = 0, CHUNK - CHUNK % max(unit, 1)
-    while length is None or copied < length:
-        want = step if length is None else min(step, length - copied)
-        got = src.readinto(_BUFFER[:want])  # type: ignore[attr-defined]
-        if not got:
-            break
-        chunk = _BUFFER[:got]
-        sink.write(swap(chunk.tobytes(), unit) if unit > 1 else chunk)
-        copied += got
-    if length is not None and copied != length:
-        raise WriteError("truncated", f"source ended after {copied} of {length} bytes")
-    return copied
-
-
 def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list[dict[str, Any]]:
     """Write the dataset in explicit VR little endian; return the changes this made.
 
@@ -284,101 +245,8 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
         sink.write(inflater.flush())
         return []
     if not row["is_implicit_vr"] and row["is_little_endian"] and not edits:
-        _copy_range(src, sink, None)
+        copy_range(src, sink, None)
         return []
     return transcode(src, row, sink, edits)
 
 
-def edits_for(row: dict[str, Any]) -> Edits:
-    """The plan's changes as encoded element values (text in the output character set)."""
-    changes = row.get("changes") or []
-    if not changes:
-        return {}
-    charset = next((c["new"] for c in changes if c["tag"] == SPECIFIC_CHARACTER_SET),
-                   row.get("specific_character_set"))
-    terms = charsets.resolve(charset, {}).terms
-    edits: Edits = {}
-    for change in changes:
-        path, new = change["tag"], change["new"]
-        vr = dictionary_vr(last_tag(path))
-        if new is None:
-            edits[path] = (vr, None)
-            continue
-        data = charsets.encode(new, vr, terms) if vr in CHARSET_VRS else \
-            new.encode("ascii", "strict") if new.isascii() else None
-        if data is None:
-            raise WriteError("write_failed", f"{change['keyword']} {new!r} cannot be written "
-                                             f"in the character set {charset!r}: plan again")
-        if len(data) % 2:
-            data += b"\x00" if vr == "UI" else b" "
-        edits[path] = (vr, data)
-    return edits
-
-
-def transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
-                     sink: Sink) -> list[dict[str, Any]]:
-    parts: list[bytes] = []
-    coder = Transcoder(parts.append, implicit, little, edits)
-    coder.dataset(data, 0, len(data))
-    coder.flush_inserts()
-    sink.write(b"".join(parts))
-    return coder.changes
-
-
-def transcode(src: BinaryIO, row: dict[str, Any], sink: Sink, edits: Edits,
-              pixel_sink: Sink | None = None) -> list[dict[str, Any]]:
-    """Re-encode the header (with the plan's changes); the pixel data element is copied (to
-    ``pixel_sink`` if given, so that it can be hashed apart)."""
-    parts: list[bytes] = []  # collected and written at once: one hash update, one write
-    coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]),
-                       edits)
-    pixel, size = row["pixel_data_offset"], row["size"]
-    header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
-    coder.dataset(header, 0, len(header))
-    coder.flush_inserts()
-    sink.write(b"".join(parts))
-    parts.clear()
-    if pixel is not None:
-        raw_bits = coder.context.get(BITS_ALLOCATED)
-        bits = struct.unpack("<H", raw_bits[:2])[0] if raw_bits and len(raw_bits) >= 2 else None
-        after = copy_pixel_data(src, row, bits, pixel_sink or sink)
-        if after < size:
-            src.seek(after)
-            tail = src.read(size - after)
-            coder.dataset(tail, 0, len(tail))
-            sink.write(b"".join(parts))
-    if coder.edits:
-        raise WriteError("write_failed", "planned changes to elements the source does not "
-                                         "have: " + ", ".join(sorted(coder.edits)))
-    return coder.changes
-
-
-def copy_pixel_data(src: BinaryIO, row: dict[str, Any], bits_allocated: int | None,
-                    sink: Sink) -> int:
-    """Copy the Pixel Data element; return the source offset just after it."""
-    endian = "<" if row["is_little_endian"] else ">"
-    src.seek(row["pixel_data_offset"])
-    head = src.read(12)
-    group, number = struct.unpack_from(endian + "HH", head)
-    tag = group << 16 | number
-    if row["is_implicit_vr"]:
-        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if (bits_allocated or 8) > 8 else "OB")
-        length, header_length = struct.unpack_from("<I", head, 4)[0], 8
-    else:
-        vr = head[4:6].decode("ascii")
-        if head[4:6] in VR_LENGTH_32:
-            length, header_length = struct.unpack_from(endian + "I", head, 8)[0], 12
-        else:
-            length, header_length = struct.unpack_from(endian + "H", head, 6)[0], 8
-    src.seek(row["pixel_data_offset"] + header_length)
-    if length == UNDEFINED_LENGTH:  # encapsulated: always little endian, items copied as they are
-        sink.write(element_header(tag, "OB", UNDEFINED_LENGTH))
-        _copy_range(src, sink, row["pixel_data_length"])
-        return row["pixel_data_offset"] + header_length + row["pixel_data_length"]
-    unit = 1
-    if not row["is_little_endian"]:
-        unit = max((bits_allocated or 8) // 8, 2 if vr == "OW" else 1)
-        unit = {"OF": 4, "OD": 8}.get(vr, unit)
-    sink.write(element_header(tag, vr, length))
-    _copy_range(src, sink, length, unit)
-    return row["pixel_data_offset"] + header_length + length

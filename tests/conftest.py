@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 
 from migrate_fs import manifest
 from migrate_fs.cli import main
+from migrate_fs.sample_export import make_sample_export
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,15 +36,6 @@ def count_entries(root: Path) -> int:
     """Every non-folder entry below root: what the manifest must account for."""
     return sum(len(files) + sum(1 for d in dirs if (Path(folder) / d).is_symlink())
                for folder, dirs, files in os.walk(root))
-
-
-def load_sample_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("make_sample_export",
-                                                  ROOT / "scripts" / "make_sample_export.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +74,7 @@ def pydicom_migration(pydicom_export: Path, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "export"
-    load_sample_generator().make_sample_export(root, cr=1)
+    make_sample_export(root, cr=1)
     return root
 
 

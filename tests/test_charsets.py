@@ -19,7 +19,7 @@ from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, TEXT_VR_DELIMS, PersonName
 from pydicom.values import convert_PN
 
 from migrate_fs.charsets import (
-    TEXT_VRS,
+    CHARSET_VRS,
     UTF8,
     CharacterSet,
     Decoded,
@@ -51,7 +51,7 @@ def text_elements(ds: Dataset, declared: str | None) -> Iterator[tuple[str | Non
         if elem.VR == "SQ":
             for item in elem.value:
                 yield from text_elements(item, declared)
-        elif elem.VR in TEXT_VRS and isinstance(raw, RawDataElement) and raw.value:
+        elif elem.VR in CHARSET_VRS and isinstance(raw, RawDataElement) and raw.value:
             yield declared, elem.keyword or str(elem.tag), elem.VR, raw.value, elem.value
 
 
@@ -91,7 +91,7 @@ def test_the_charset_files_are_all_there() -> None:
 
 
 def test_text_vrs_are_pydicoms() -> None:
-    assert TEXT_VRS == {str(vr) for vr in CUSTOMIZABLE_CHARSET_VR}
+    assert CHARSET_VRS == {str(vr) for vr in CUSTOMIZABLE_CHARSET_VR}
 
 
 @pytest.mark.parametrize(("name", "declared", "keyword", "vr", "raw", "value"), CASES,
@@ -311,7 +311,7 @@ def test_needs_charset_is_false_exactly_for_ascii_without_esc(raw: bytes) -> Non
 LATIN1_TEXT = st.text(st.characters(codec="latin-1"), max_size=40)
 
 
-@given(LATIN1_TEXT, st.sampled_from(sorted(TEXT_VRS)))
+@given(LATIN1_TEXT, st.sampled_from(sorted(CHARSET_VRS)))
 def test_latin1_round_trip(text: str, vr: str) -> None:
     data = encode(text, vr, LATIN1)
     if "\x1b" in text or any("\x80" <= c <= "\x9f" for c in text):
@@ -321,7 +321,7 @@ def test_latin1_round_trip(text: str, vr: str) -> None:
     assert decode(data, vr, resolve("ISO_IR 100", {})).text == text
 
 
-@given(st.text(max_size=40), st.sampled_from(sorted(TEXT_VRS)))
+@given(st.text(max_size=40), st.sampled_from(sorted(CHARSET_VRS)))
 def test_utf8_round_trip(text: str, vr: str) -> None:
     data = encode(text, vr, UTF8)
     if "\x1b" in text:

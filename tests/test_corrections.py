@@ -9,9 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from migrate_fs.corrections import (
-    PROBLEM_CODES,
-    RULES,
+from migrate_fs.config import RULES
+from migrate_fs.plan.corrections import (
     Applied,
     CorrectionsError,
     apply_corrections,
@@ -355,10 +354,12 @@ def test_no_objects_and_untouched_objects(tmp_path: Path) -> None:
 
 
 def test_the_codes_and_rules_are_catalogued() -> None:
-    for code, (severity, description) in PROBLEM_CODES.items():
-        assert (CATALOGUE[code].severity, CATALOGUE[code].description) == \
-            (severity, description)
-    assert set(RULES) == {"legacy_db_correction", "patient_merge"}
+    codes = RULES["legacy_db_correction"].codes
+    assert set(codes) == {"correction_conflict", "not_in_legacy_db"}
+    assert CATALOGUE["correction_conflict"].severity == "error"
+    assert CATALOGUE["not_in_legacy_db"].severity == "warning"
+    # rules that only name changes: no policy of their own in [rules]
+    assert RULES["legacy_db_correction"].default is None and RULES["patient_merge"].default is None
 
 
 # -- the vectorized code against a plain, per-object reading of the rules ----------------------

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from migrate_fs import manifest
+from migrate_fs.errors import MigrateError
 from migrate_fs.problems import CATALOGUE, Problem, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def test_missing_stage_says_which_step_to_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["", "..", "a/b", ".hidden"])
 def test_run_names_cannot_escape_the_manifest_folder(name: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(MigrateError):
         manifest.run_dir("manifests", name)
 
 

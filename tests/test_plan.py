@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pyarrow as pa
 
 from migrate_fs.config import parse_config
-from migrate_fs.content import Digest
+from migrate_fs.plan.hashes import Digest
 from migrate_fs.manifest import SCHEMAS
-from migrate_fs.plan import make_plan
+from migrate_fs.plan import make_plan as decide_run
+
+
+def plan_table(inventory: pa.Table, *args: Any, **kwargs: Any) -> pa.Table:
+    """The plan table of an inventory table, as the plan manifest holds it."""
+    return decide_run(inventory, *args, **kwargs).table(inventory)
 
 
 def contents(by_locator: dict[str, str]):
@@ -40,7 +46,7 @@ def test_first_copy_by_locator_order_is_kept_whatever_the_input_order() -> None:
     plans = []
     for seed in range(5):
         random.Random(seed).shuffle(rows)
-        plans.append(by_locator(make_plan(inventory(rows), hashes=contents(
+        plans.append(by_locator(plan_table(inventory(rows), hashes=contents(
             {f"/x/{c}": "same" for c in "abcd"}))))
     assert all(p == plans[0] for p in plans)
     plan = plans[0]
@@ -53,7 +59,7 @@ def test_first_copy_by_locator_order_is_kept_whatever_the_input_order() -> None:
 
 
 def test_actions_follow_problem_severity() -> None:
-    plan = by_locator(make_plan(inventory([
+    plan = by_locator(plan_table(inventory([
         {"locator": "/a", "sop_instance_uid": "1.1", "problems": [
             {"code": "missing_file_meta", "message": "raw"}]},
         {"locator": "/b", "kind": "not_dicom", "problems": [{"code": "not_dicom", "message": ""}]},
@@ -69,7 +75,7 @@ def test_actions_follow_problem_severity() -> None:
 
 
 def test_paths_differing_only_in_case_are_not_both_migrated() -> None:
-    plan = by_locator(make_plan(inventory([
+    plan = by_locator(plan_table(inventory([
         {"locator": "/a", "sop_instance_uid": "1.2.A"},
         {"locator": "/b", "sop_instance_uid": "1.2.a"},
     ])))
@@ -78,23 +84,23 @@ def test_paths_differing_only_in_case_are_not_both_migrated() -> None:
 
 
 def test_empty_inventory_gives_empty_plan() -> None:
-    assert make_plan(inventory([])).num_rows == 0
+    assert plan_table(inventory([])).num_rows == 0
 
 
 def test_same_uid_with_different_content_is_a_conflict_decided_by_policy() -> None:
     rows = inventory([{"locator": f"/x/{c}", "sop_instance_uid": "1.9", "mtime_ns": t}
                       for c, t in (("a", 5), ("b", 9), ("c", 1))])
     hashes = contents({"/x/a": "one", "/x/b": "two", "/x/c": "one"})
-    plan = by_locator(make_plan(rows, hashes=hashes))
+    plan = by_locator(plan_table(rows, hashes=hashes))
     assert {r["reason"] for r in plan.values()} == {"uid_conflict"}
     assert {r["action"] for r in plan.values()} == {"quarantine"}
     assert plan["/x/b"]["differs"] == ["PatientName"]
     assert plan["/x/a"]["duplicate_group"] == "1.9"
-    newest = by_locator(make_plan(rows, parse_config({"duplicates": {
+    newest = by_locator(plan_table(rows, parse_config({"duplicates": {
         "conflict": "keep_newest_file"}}), hashes=hashes))
     assert newest["/x/b"]["action"] == "migrate"
     assert newest["/x/a"]["reason"] == newest["/x/c"]["reason"] == "uid_conflict"
-    keep_all = by_locator(make_plan(rows, parse_config({"duplicates": {"conflict": "keep_all"}}),
+    keep_all = by_locator(plan_table(rows, parse_config({"duplicates": {"conflict": "keep_all"}}),
                                     hashes=hashes))
     assert keep_all["/x/b"]["action"] == "migrate"
     assert keep_all["/x/b"]["output_sop_instance_uid"] != "1.9"
@@ -102,7 +108,7 @@ def test_same_uid_with_different_content_is_a_conflict_decided_by_policy() -> No
 
 
 def test_existing_problems_are_kept_when_a_duplicate_is_added() -> None:
-    plan = by_locator(make_plan(inventory([
+    plan = by_locator(plan_table(inventory([
         {"locator": "/a", "sop_instance_uid": "1.1", "problems": [
             {"code": "missing_file_meta", "message": "raw"}]},
         {"locator": "/b", "sop_instance_uid": "1.1", "problems": [

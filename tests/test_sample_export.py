@@ -1,9 +1,9 @@
-"""Tests for scripts/make_sample_export.py, the deterministic sample PACS export generator."""
+"""Tests for migrate_fs.sample_export, the deterministic sample PACS export generator, and its
+command line scripts/make_sample_export.py."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import struct
 import subprocess
@@ -29,6 +29,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from migrate_fs import sample_export
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_export.py"
 # 25 images (12 regular + 1 CR + 12 hostile): enough for every encoding of the cycle; and the
 # 24 objects of the legacy pitfalls.
@@ -42,11 +44,7 @@ IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInsta
 
 @pytest.fixture(scope="module")
 def gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_sample_export", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return sample_export
 
 
 @dataclass
@@ -463,7 +461,7 @@ def test_pitfall_series_without_series_uid(pitfalls):
 
 
 def test_corrections_csv_merges_the_emergency_patient(export, objects, pitfalls):
-    from migrate_fs.corrections import load_corrections
+    from migrate_fs.plan.corrections import load_corrections
 
     path = Path(export.counts["corrections"])
     assert path.parent == export.root.parent and path.name == "out.corrections.csv"

@@ -94,7 +94,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch) -
         sink.write(src.read(100))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer, "_copy_range", dies_midway)
+    monkeypatch.setattr(writer, "copy_range", dies_midway)
     result = write_object(row, tmp_path)
     assert (result["status"], result["reason"]) == ("failed", "write_failed")
     assert "No space left" in result["result_message"]

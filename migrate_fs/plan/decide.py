@@ -24,13 +24,12 @@ from pydicom.uid import (
 )
 
 from migrate_fs.config import Config
-from migrate_fs.content import Digest, digests
-from migrate_fs.duplicates import DUPLICATE_INPUT, Decisions, Hashes, decide_duplicates
-from migrate_fs.corrections import Applied, apply_corrections
-from migrate_fs.manifest import CHANGE, PROBLEM
 from migrate_fs.paths import sanitize_component
-from migrate_fs.problems import CATALOGUE
-from migrate_fs.rules import RuleInput, RuleOutput, apply_rules
+from migrate_fs.plan.corrections import Applied
+from migrate_fs.plan.duplicates import DUPLICATE_INPUT, Decisions, Hashes, decide_duplicates
+from migrate_fs.plan.hashes import read_hashes
+from migrate_fs.plan.rules import RuleInput, RuleOutput, apply_rules
+from migrate_fs.problems import CATALOGUE, CHANGE, PROBLEM, blocks
 from migrate_fs.values import generated_uid
 
 NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
@@ -60,14 +59,6 @@ OUTPUT_IDS = {"patient_id": "(0010,0020)", "study_instance_uid": "(0020,000D)",
               "series_instance_uid": "(0020,000E)", "sop_instance_uid": "(0008,0018)"}
 
 
-def make_plan(inventory: pa.Table, config: Config | None = None,
-              corrections: pa.Table | None = None, hashes: Hashes | None = None) -> pa.Table:
-    """The plan table: the inventory's columns plus action, reason, output path and more."""
-    applied = apply_corrections(inventory.select(CORRECTION_INPUT), corrections) \
-        if corrections is not None else None
-    return attach(inventory, decide(inventory.select(DECISION_INPUT), config, applied, hashes))
-
-
 def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
     """Inventory rows with their decisions (``decided`` is row for row the same objects)."""
     table = inventory.set_column(inventory.schema.get_field_index("problems"), "problems",
@@ -78,11 +69,11 @@ def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
 
 
 def decide(table: pa.Table, config: Config | None = None,
-           corrections: Applied | None = None, hashes: Hashes | None = None) -> pa.Table:
+           corrections: Applied | None = None, hashes: Hashes = read_hashes) -> pa.Table:
     """The decision columns (see DECISIONS) for each row of ``table``, in the same row order.
 
     ``corrections`` is the legacy database's corrections applied to the same rows
-    (:func:`migrate_fs.corrections.apply_corrections` on the CORRECTION_INPUT columns);
+    (:func:`migrate_fs.plan.corrections.apply_corrections` on the CORRECTION_INPUT columns);
     ``hashes`` computes content hashes (default: read the objects, see migrate_fs/content.py).
     "First" (of duplicates) means first in locator order, whatever order the rows come in.
     """
@@ -97,7 +88,7 @@ def decide(table: pa.Table, config: Config | None = None,
     per_row, ids = _rule_decisions(table, candidate, reason, added, config, corrections)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
     dups = decide_duplicates(table, candidate, ids["sop_instance_uid"], order, per_row, config,
-                             hashes or _read_hashes)
+                             hashes)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     for row, code in dups.reason.items():
         reason[row] = code
@@ -142,21 +133,6 @@ def decide(table: pa.Table, config: Config | None = None,
     })
 
 
-def _read_hashes(rows: list[dict[str, Any]]) -> dict[str, Digest | str]:
-    """Content hashes read from the sources; the bytes this read are added to HASH_STATS."""
-    from migrate_fs.execution import bytes_read_so_far
-
-    before = bytes_read_so_far()
-    found = dict(digests(rows))
-    HASH_STATS["objects"] += len(found)
-    HASH_STATS["bytes_read"] += bytes_read_so_far() - before
-    return found
-
-
-# Objects hashed and bytes read for content hashes by this process (reported by the CLI).
-HASH_STATS = {"objects": 0, "bytes_read": 0}
-
-
 def _sparse(values: dict[int, Any], n: int, type_: pa.DataType) -> pa.Array:
     """A column that is null except at the rows in ``values``."""
     position = np.full(n, -1, dtype=np.int64)
@@ -195,7 +171,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
                               for c in row_changes or []]
             for p in row_problems or []:
                 added.setdefault(row, []).append((p["code"], p["message"]))
-                if reason[row] is None and _blocks_by(p["code"], policies):
+                if reason[row] is None and blocks(p["code"], policies):
                     reason[row] = p["code"]
     rows = np.flatnonzero(candidate & _has_rule_input(table, corrected))
     per_row: dict[int, list[Any]] = {}
@@ -220,9 +196,9 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
             result = cache.get(obj)
             if result is None:
                 result = cache[obj] = apply_rules(obj, config)
-            for code, message, blocks in result.problems:
+            for code, message, stops in result.problems:
                 added.setdefault(row, []).append((code, message))
-                if blocks and reason[row] is None:
+                if stops and reason[row] is None:
                     reason[row] = code
             per_row[row] = list(result.changes)  # a cached result is shared: copy
     for row, row_changes in enumerate(corrected):  # rows the rules did not see
@@ -283,16 +259,11 @@ def _first_blocking_code(problems: pa.ListArray, n: int, policies: dict[str, str
         return reason
     codes = problems.flatten().field("code")
     parents = pc.list_parent_indices(problems).to_numpy()
-    blocking_codes = {c for c in CATALOGUE if _blocks_by(c, policies)}
+    blocking_codes = {c for c in CATALOGUE if blocks(c, policies)}
     blocking = pc.is_in(codes, pa.array(sorted(blocking_codes))).to_numpy(zero_copy_only=False)
     rows, first = np.unique(parents[blocking], return_index=True)
     reason[rows] = np.array(codes.filter(pa.array(blocking)).to_pylist(), dtype=object)[first]
     return reason
-
-
-def _blocks_by(code: str, policies: dict[str, str]) -> bool:
-    policy = policies.get(code)
-    return policy == "quarantine" if policy else CATALOGUE[code].severity != "warning"
 
 
 def _sanitized(values: pa.Array) -> pa.Array:
@@ -363,13 +334,3 @@ def _append_problems(problems: pa.ListArray, added: dict[int, list[tuple[str, st
                           PROBLEM)
     values = pa.concat_arrays([old_values, new_values]).take(pa.array(take))
     return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values)
-
-
-def count_by(table: pa.Table, keys: list[str]) -> list[tuple[tuple[str | None, ...], int]]:
-    """Row counts grouped by ``keys``, most frequent first."""
-    if table.num_rows == 0:
-        return []
-    grouped = table.group_by(keys).aggregate([([], "count_all")])
-    rows = grouped.to_pylist()
-    rows.sort(key=lambda r: (-r["count_all"], tuple(str(r[k]) for k in keys)))
-    return [(tuple(r[k] for k in keys), r["count_all"]) for r in rows]

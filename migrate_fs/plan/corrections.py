@@ -57,28 +57,8 @@ import pyarrow.parquet as pq
 from pydicom.datadict import tag_for_keyword
 from pydicom.tag import Tag
 
-from migrate_fs.manifest import CHANGE, PROBLEM
-
-
-class CorrectionsError(ValueError):
-    """The corrections file is unusable: the message names the file, the rows or columns, and
-    what to fix."""
-
-
-PROBLEM_CODES: dict[str, tuple[str, str]] = {
-    "correction_conflict": (
-        "error", "The legacy database corrections give different values for this object's "
-                 "study, accession or patient; nothing was guessed."),
-    "not_in_legacy_db": (
-        "warning", "The object's study is not in the legacy database corrections file "
-                   "(an orphan)."),
-}
-RULES: dict[str, str] = {
-    "legacy_db_correction": "An attribute set to the value the legacy database corrections "
-                            "file gives for the object's study, accession or patient.",
-    "patient_merge": "PatientID replaced by the surviving PatientID of a patient merge in the "
-                     "corrections file (merge chains followed to their end).",
-}
+from migrate_fs.errors import CorrectionsError
+from migrate_fs.problems import CHANGE, PROBLEM
 
 KEYS = ("StudyInstanceUID", "AccessionNumber", "OldPatientID")
 KEY_FIELDS = {"StudyInstanceUID": "study_instance_uid", "AccessionNumber": "accession_number",

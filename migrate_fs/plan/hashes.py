@@ -24,9 +24,8 @@ from typing import Any, BinaryIO
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs.archives import STREAM_ERRORS, iter_members
-from migrate_fs.elements import UNDEFINED, Window, element_header, skip_items
-from migrate_fs.transcode import tag_text
-from migrate_fs.writer import edits_for, transcode, transcode_buffer
+from migrate_fs.elements import UNDEFINED, Window, decode_element_header, skip_items
+from migrate_fs.transcode import edits_for, tag_text, transcode, transcode_buffer
 
 DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
 # Columns of a plan row that hashing needs.
@@ -88,7 +87,7 @@ def _digest(header: bytes, pixel: str | None) -> Digest:
     win = Window(io.BytesIO(header), len(header), len(header))
     pos = 0
     while pos < len(header):
-        tag, vr, length, value = element_header(win, pos, False, True)
+        tag, vr, length, value = decode_element_header(win, pos, False, True)
         end = skip_items(win, value, True, vr == b"UN") if length == UNDEFINED \
             else value + length
         if tag != DATA_SET_TRAILING_PADDING:  # padding, not content
@@ -96,6 +95,11 @@ def _digest(header: bytes, pixel: str | None) -> Digest:
             elements[tag_text(tag)] = hashlib.sha256(header[pos:end]).hexdigest()[:16]
         pos = end
     return Digest(whole.hexdigest(), pixel, elements)
+
+
+def read_hashes(rows: list[dict[str, Any]]) -> dict[str, Digest | str]:
+    """Content hashes of ``rows``, read from the sources (the plan's default ``hashes``)."""
+    return dict(digests(rows))
 
 
 def digests(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Digest | str]]:

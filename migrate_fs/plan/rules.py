@@ -21,8 +21,8 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.uid import UID_dictionary
 
 from migrate_fs import charsets, values
-from migrate_fs.config import TYPE_1, Config
-from migrate_fs.scan import CHARSET_VRS
+from migrate_fs.charsets import CHARSET_VRS
+from migrate_fs.config import RULES, TYPE_1, Config
 from migrate_fs.transcode import dictionary_vr, last_tag, tag_text
 
 SPECIFIC_CHARACTER_SET = "(0008,0005)"
@@ -144,13 +144,13 @@ def _repair(path: str, vr: str, keyword: str, text: str, config: Config,
                                           or None, max_length=True)
         fixed = False
         for finding in findings:
-            rule = policy.get(finding.rule, "warn")
+            rule, code = policy.get(finding.rule, "warn"), RULES[finding.rule].codes[0]
             if rule == "fix" and finding.new is not None:
                 out.changes.append((path, keyword, current, finding.new, finding.rule))
-                out.problems.append((finding.code, f"fixed: {path} {finding.message}", False))
+                out.problems.append((code, f"fixed: {path} {finding.message}", False))
                 current, changed, fixed = finding.new, True, True
                 break
-            out.problems.append((finding.code, f"{path} {finding.message}"
+            out.problems.append((code, f"{path} {finding.message}"
                                  + (" (could not be repaired)" if rule == "fix" else ""),
                                  rule == "quarantine"))
         if not fixed:
@@ -177,9 +177,9 @@ def _uid_findings(path: str, keyword: str, value: str, config: Config) -> list[v
         return []
     message = f"{keyword} " + "; ".join(reasons)
     if keyword in CLASS_UID_KEYWORDS:
-        return [values.Finding("invalid_uid", "invalid_uid", message + " (a class UID: not "
+        return [values.Finding("invalid_uid", message + " (a class UID: not "
                                "remapped)", None)]
-    return [values.Finding("invalid_uid", "invalid_uid", message, "\\".join(news))]
+    return [values.Finding("invalid_uid", message, "\\".join(news))]
 
 
 def _required(obj: RuleInput, config: Config, out: RuleOutput) -> None:

@@ -1,6 +1,6 @@
 """duplicates: the three-way duplicate model, decided once for the whole run.
 
-1. Same SOPInstanceUID, same content (see :mod:`migrate_fs.content`): one copy is migrated, the
+1. Same SOPInstanceUID, same content (see :mod:`migrate_fs.plan.hashes`): one copy is migrated, the
    others are ``skip_duplicate`` (reason ``duplicate``) with ``duplicate_of`` the kept copy.
 2. Same SOPInstanceUID, different content. Copies that differ only in their encoding of the
    pixel data (each distinct content in another transfer syntax, differing only in the pixel
@@ -35,8 +35,8 @@ import pyarrow.compute as pc
 from pydicom.uid import UID
 
 from migrate_fs.config import Config
-from migrate_fs.content import HASH_INPUT, Digest
 from migrate_fs.pixels import lossy
+from migrate_fs.plan.hashes import HASH_INPUT, Digest
 from migrate_fs.transcode import last_tag
 
 # Identifying attributes that, with the pixel data, make two objects "the same image".

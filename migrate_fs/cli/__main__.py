@@ -1,0 +1,7 @@
+"""``python -m migrate_fs.cli``: the same as the ``migrate-fs`` command."""
+
+import sys
+
+from migrate_fs.cli.main import main
+
+sys.exit(main())

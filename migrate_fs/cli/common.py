@@ -1,0 +1,70 @@
+"""cli.common: the flags several verbs share, as parent parsers, and the summary printers.
+
+Never runs a step itself: the verb modules call :mod:`migrate_fs.pipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def run_parent(*, run_required: bool = True) -> argparse.ArgumentParser:
+    """--run, --manifests, --quiet: every step's flags."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--run", required=run_required, metavar="NAME",
+                   help="run name: its manifests go to MANIFESTS/NAME")
+    p.add_argument("--manifests", type=Path, default=Path("manifests"), metavar="DIR",
+                   help="where run manifests live (default: ./manifests)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def sources_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("sources", nargs="*", metavar="SRC",
+                   help="export folders, files or tar archives (plain, .gz, .bz2, .xz); "
+                        "read-only, archives are never extracted")
+    p.add_argument("--volumes", nargs="+", action="append", default=[], metavar="FILE",
+                   help="the volumes of one split dump, in order (or one quoted glob, sorted); "
+                        "repeat the option for several dumps")
+    return p
+
+
+def workers_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                   help="worker processes (default: all cores)")
+    return p
+
+
+def decode_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--decode-check", choices=("none", "first", "all"), default=None,
+                   help="decode pixel data in a separate process during the inventory "
+                        "(default: the config's pixel.decode_check, 'none')")
+    return p
+
+
+def plan_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="rules configuration (TOML); `migrate-fs rules --defaults` prints one")
+    p.add_argument("--corrections", type=Path, metavar="FILE",
+                   help="legacy database corrections (CSV or Parquet): see the README")
+    return p
+
+
+def output_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
+    p.add_argument("--fsync", action="store_true", help="fsync every output file (slower)")
+    return p

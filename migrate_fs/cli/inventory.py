@@ -1,0 +1,38 @@
+"""cli.inventory: ``migrate-fs inventory``, read every object's header into the inventory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from migrate_fs import manifest, pipeline
+from migrate_fs.cli import common
+from migrate_fs.pipeline import StepDone
+from migrate_fs.summary import table_text, totals
+
+HELP = "read every object's header into the inventory manifest"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("inventory", help=HELP, description=HELP, parents=[
+        common.sources_parent(), common.run_parent(), common.workers_parent(),
+        common.decode_parent()])
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="rules configuration (TOML): its [pixel] settings apply here")
+
+
+def handle(args: argparse.Namespace) -> int:
+    done = pipeline.inventory(args.sources, run=args.run, manifests=args.manifests,
+                              volumes=args.volumes, workers=args.workers, quiet=args.quiet,
+                              config=args.config, decode_check=args.decode_check)
+    report(done, args)
+    return 0
+
+
+def report(done: StepDone, args: argparse.Namespace) -> None:
+    size = sum(done.table.column("size").to_pylist())
+    print(f"inventory: {totals(done.table)} in {done.seconds:.1f} s; read "
+          f"{done.bytes_read / 1e6:.1f} MB ({100 * done.bytes_read / max(size, 1):.1f}% of the "
+          "export)")
+    print(table_text(done.table, ["kind"]))
+    print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'inventory')}\n")

@@ -1,0 +1,38 @@
+"""cli.plan: ``migrate-fs plan``, decide what happens to every object and print the report."""
+
+from __future__ import annotations
+
+import argparse
+
+from migrate_fs import manifest, pipeline
+from migrate_fs.cli import common
+from migrate_fs.pipeline import PlanDone
+from migrate_fs.summary import problem_counts, table_text, totals
+
+HELP = "decide what happens to every object; print the report"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("plan", help=HELP, description=HELP,
+                          parents=[common.run_parent(), common.plan_parent()])
+
+
+def handle(args: argparse.Namespace) -> int:
+    report(pipeline.plan(run=args.run, manifests=args.manifests, config=args.config,
+                         corrections=args.corrections), args)
+    return 0
+
+
+def report(done: PlanDone, args: argparse.Namespace) -> None:
+    hashed = done.hashed or {"objects": 0, "bytes_read": 0}
+    print(f"plan: {totals(done.table)}")
+    print(f"content hashes: {hashed['objects']} objects (their UID or pixel signature collides), "
+          f"{hashed['bytes_read'] / 1e6:.1f} MB read")
+    print(table_text(done.table, ["action", "reason"]))
+    problems = problem_counts(done.table)
+    if problems:
+        print("problems found (objects per code, including those fixed or only recorded):")
+        print(problems)
+    if done.orphans is not None:
+        print(f"corrections: {done.orphan_count} rows match no object (orphans): {done.orphans}")
+    print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'plan')}\n")

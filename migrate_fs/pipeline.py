@@ -1,0 +1,345 @@
+"""pipeline: the steps of a migration as a library API, with the run-level checks.
+
+``inventory``, ``plan``, ``write`` and ``run`` are what the ``migrate-fs`` verbs call, and what a
+Python caller calls to get the same checks: every check that needs no reading (a bad run name, an
+output folder that is a file or overlaps a source, manifests inside a source, a missing source or
+volume) runs before any object is read, and every step ends by checking that its manifest holds
+one row per object. Each step records what it did in ``run.json`` and returns it.
+
+The per-object work lives in the stage modules (:mod:`.inventory`, :mod:`.plan`,
+:mod:`.writer`); :mod:`.execution` runs it. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from migrate_fs import manifest
+from migrate_fs.config import Config, load_config
+from migrate_fs.errors import IncompleteStage, OutputError, SourceError
+from migrate_fs.execution import (
+    Outcome,
+    batched,
+    named_batches,
+    part_key,
+    progress,
+    run_batches,
+    run_streams,
+    table_rows,
+)
+from migrate_fs.inventory import inventory_members, inventory_row
+from migrate_fs.plan import DECISION_INPUT, Planned, make_plan
+from migrate_fs.plan.corrections import load_corrections
+from migrate_fs.sources import SourceObject, iter_sources
+from migrate_fs.writer import execute, execute_members
+
+INVENTORY_BATCH = 256
+WRITE_BATCH = 128
+WRITE_BATCH_BYTES = 256 << 20
+DEFAULT_MANIFESTS = Path("manifests")
+
+
+@dataclass
+class StepDone:
+    """What a step did: its stage table (the columns the summary needs) and its figures."""
+
+    table: pa.Table
+    objects: int
+    seconds: float
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
+@dataclass
+class PlanDone(StepDone):
+    orphans: Path | None = None  # corrections rows that match no object, when there are any
+    orphan_count: int = 0
+    hashed: dict[str, int] | None = None  # content hashes: objects hashed, bytes read
+
+
+# --- run-level checks: none of them reads an object ---------------------------------------
+
+def volume_sets(groups: Iterable[Sequence[str]]) -> list[list[str]]:
+    """Each group of volumes of one dump as absolute paths, a lone glob pattern expanded in
+    sorted order; every volume must be a file."""
+    sets = []
+    for group in groups:
+        paths = list(group)
+        if len(paths) == 1 and glob.has_magic(paths[0]):
+            pattern, paths = paths[0], sorted(glob.glob(paths[0]))
+            if not paths:
+                raise SourceError(f"--volumes pattern {pattern!r} matches no file")
+        missing = [v for v in paths if not os.path.isfile(v)]
+        if missing:
+            raise SourceError(f"volume {missing[0]} is not a file; check the path")
+        sets.append([os.path.abspath(v) for v in paths])
+    return sets
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_run(manifests: str | Path, run: str, sources: Iterable[str | Path] = (),
+              out: str | Path | None = None, *, recorded: bool = False) -> None:
+    """The checks that need no reading: a plain run name, sources that exist (unless they are
+    the ``recorded`` sources of the run), an output folder that is not a file and neither
+    inside a source nor holding one, and manifests outside every source."""
+    manifest.run_dir(manifests, run)
+    roots = []
+    for source in sources:
+        if not recorded and not os.path.lexists(source):
+            raise SourceError(f"source {source} cannot be read: it does not exist; check the "
+                              "path and that the export is mounted")
+        roots.append(Path(source).resolve())
+    where = Path(manifests).resolve()
+    for root in roots:
+        if root == where or root in where.parents:
+            raise OutputError(f"manifests folder {where} is inside source {root}: the source "
+                              "is read-only; choose --manifests outside it")
+    if out is None:
+        return
+    target = Path(out).resolve()
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"output {target} is a file; name a folder (it is created if needed)")
+    for root in roots:
+        if _overlaps(target, root):
+            raise OutputError(f"output {target} overlaps source {root}: the source is "
+                              "read-only; choose an output folder outside it")
+
+
+def _recorded_sources(manifests: str | Path, run: str) -> list[str]:
+    return list(manifest.read_run_info(manifests, run).get("sources", []))
+
+
+def _check_rows(stage: pa.Table, expected: int, what: str) -> None:
+    if stage.num_rows != expected:
+        raise IncompleteStage(f"the {what} manifest holds {stage.num_rows} rows for {expected} "
+                              "objects: run the same command again to redo the missing parts")
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+def _inventory_rows(batch: list[SourceObject], decode_check: str,
+                    decoder: str | None) -> list[dict[str, Any]]:
+    return [inventory_row(o, decode_check, decoder) for o in batch]
+
+
+def _inventory_stream(paths: list[str], _: Any, decode_check: str,
+                      decoder: str | None) -> Iterator[dict[str, Any]]:
+    return inventory_members(paths, decode_check, decoder)
+
+
+def _source_identity(obj: SourceObject) -> tuple[str, int | None, int | None]:
+    return obj.locator, obj.size, obj.mtime_ns
+
+
+def _file_key(paths: list[str]) -> str:
+    return part_key((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
+
+
+def _found_archives(manifests: str | Path, run: str) -> list[list[str]]:
+    folder = manifest.stage_dir(manifests, run, "inventory")
+    if not manifest.part_names(folder):
+        return []
+    found = manifest.read_stage(manifests, run, "inventory", ["locator", "kind"])
+    kinds = found.column("kind").to_pylist()
+    return [[loc] for loc, kind in zip(found.column("locator").to_pylist(), kinds, strict=True)
+            if kind == "archive"]
+
+
+def _load(config: Config | str | Path | None) -> Config:
+    return config if isinstance(config, Config) else load_config(config)
+
+
+def inventory(sources: Sequence[str | Path], *, run: str,
+              manifests: str | Path = DEFAULT_MANIFESTS, volumes: Iterable[Sequence[str]] = (),
+              workers: int = 1, quiet: bool = True, config: Config | str | Path | None = None,
+              decode_check: str | None = None) -> StepDone:
+    """Read every object's header below ``sources`` and in every archive found there or given
+    as ``volumes`` (the volume groups of split dumps) into the inventory manifest."""
+    start = time.perf_counter()
+    check_run(manifests, run, sources)
+    if not sources and not volumes:
+        raise SourceError("name at least one source (SRC or --volumes)")
+    sets = volume_sets(volumes)
+    settings = _load(config)
+    decode = decode_check or settings.decode_check
+    decoder = settings.decoder or None
+    suffix = "" if decode == "none" else f"-d{decode}"
+    folder = manifest.stage_dir(manifests, run, "inventory")
+    outcome = Outcome()
+    with progress("inventory", quiet) as bar:
+        outcome.add(run_batches(
+            named_batches(batched(iter_sources(sources), INVENTORY_BATCH), _source_identity,
+                          suffix),
+            functools.partial(_inventory_rows, decode_check=decode, decoder=decoder),
+            folder, "inventory", workers=workers, bar=bar))
+        archives = _found_archives(manifests, run) + sets
+        streams = [(paths, _file_key(paths) + ("" if decode == "none" else decode[0]), None)
+                   for paths in archives]
+        outcome.add(run_streams(
+            streams, functools.partial(_inventory_stream, decode_check=decode, decoder=decoder),
+            folder, "inventory", workers=workers, bar=bar))
+    seconds = time.perf_counter() - start
+    table = manifest.read_stage(manifests, run, "inventory", ["kind", "size"])
+    _check_rows(table, outcome.objects, "inventory")
+    manifest.write_run_info(manifests, run,
+                            sources=[os.path.abspath(s) for s in sources]
+                            + [v for vs in sets for v in vs],
+                            inventory={"objects": outcome.objects,
+                                       "bytes_read": outcome.bytes_read, "seconds": seconds,
+                                       "export_bytes": pc.sum(table.column("size")).as_py() or 0})
+    return StepDone(table, outcome.objects, seconds, outcome.bytes_read)
+
+
+# --- plan ----------------------------------------------------------------------------------
+
+def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
+         config: Config | str | Path | None = None,
+         corrections: str | Path | None = None) -> PlanDone:
+    """Decide for the whole run and write the plan, one part per inventory part.
+
+    Only the columns the decisions need are held for the whole run; each part is then read in
+    full, joined with its decisions and written.
+    """
+    start = time.perf_counter()
+    check_run(manifests, run, _recorded_sources(manifests, run), recorded=True)
+    settings = _load(config)
+    table = load_corrections(Path(corrections)) if corrections is not None else None
+    narrow = manifest.read_stage(manifests, run, "inventory", DECISION_INPUT)
+    planned = make_plan(narrow, settings, table)
+    _write_plan_parts(manifests, run, planned)
+    orphans = None
+    if planned.orphans is not None:
+        orphans = manifest.run_dir(manifests, run) / "corrections_orphans.parquet"
+        manifest.write_table(orphans, planned.orphans)
+    manifest.write_run_info(manifests, run, plan={
+        "config": settings.as_dict(), "content_hashes": planned.hashed,
+        "corrections": str(Path(corrections).resolve()) if corrections is not None else None})
+    summary = planned.decisions.select(["action", "reason", "problems"]).append_column(
+        "size", narrow.column("size"))
+    return PlanDone(summary, summary.num_rows, time.perf_counter() - start, orphans=orphans,
+                    orphan_count=planned.orphans.num_rows if planned.orphans is not None else 0,
+                    hashed=planned.hashed)
+
+
+def _write_plan_parts(manifests: str | Path, run: str, planned: Planned) -> None:
+    source = manifest.stage_dir(manifests, run, "inventory")
+    folder = manifest.stage_dir(manifests, run, "plan")
+    old = manifest.part_names(folder)
+    names = sorted(manifest.part_names(source))  # the order read_stage read them in
+    offset = 0
+    for name in names:
+        part = manifest.read_part(source, name, "inventory")
+        decided = planned.decisions.slice(offset, part.num_rows)
+        manifest.write_part(folder, name, Planned(decided, None).table(part), "plan")
+        offset += part.num_rows
+    manifest.remove_parts(folder, old - set(names))
+
+
+# --- write ---------------------------------------------------------------------------------
+
+def _write_rows(rows: list[dict[str, Any]], out: Path, fsync: bool) -> list[dict[str, Any]]:
+    return [execute(row, out, fsync=fsync) for row in rows]
+
+
+def _write_stream(paths: list[str], rows: pa.Table, out: Path,
+                  fsync: bool) -> Iterator[dict[str, Any]]:
+    return execute_members(paths, table_rows(rows, STREAM_CHUNK), out, fsync=fsync)
+
+
+STREAM_CHUNK = 1024
+
+
+def _plan_identity(row: dict[str, Any]) -> tuple[str, str, str | None]:
+    return row["object_id"], row["action"], row["output_path"]
+
+
+def _by_archive(members: pa.Table) -> dict[tuple[str, ...], pa.Table]:
+    """Each dump's planned rows as an Arrow table in member order (compact; its worker turns
+    them into dicts a chunk at a time)."""
+    by_archive: dict[tuple[str, ...], pa.Table] = {}
+    if not members.num_rows:
+        return by_archive
+    members = members.sort_by([("archive", "ascending"), ("member_offset", "ascending")])
+    volumes = members.column("archive_volumes").to_pylist()
+    keys = [tuple(v) if v else (a,) for v, a in
+            zip(volumes, members.column("archive").to_pylist(), strict=True)]
+    start = 0
+    for end in range(1, len(keys) + 1):
+        if end == len(keys) or keys[end] != keys[start]:
+            by_archive[keys[start]] = members.slice(start, end - start)
+            start = end
+    return by_archive
+
+
+def _rows_key(rows: pa.Table) -> str:
+    ids = rows.select(["object_id", "action", "output_path"])
+    return part_key(zip(*(ids.column(c).to_pylist() for c in ids.column_names), strict=True))
+
+
+def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFESTS,
+          workers: int = 1, quiet: bool = True, fsync: bool = False) -> StepDone:
+    """Execute the plan: write the Part 10 files below ``out`` and the result manifest."""
+    start = time.perf_counter()
+    target = Path(out).resolve()
+    check_run(manifests, run, _recorded_sources(manifests, run), target, recorded=True)
+    planned = manifest.read_stage(manifests, run, "plan")
+    in_archive = pc.is_valid(planned.column("archive"))
+    files = planned.filter(pc.invert(in_archive))
+    by_archive = _by_archive(planned.filter(in_archive))
+    folder = manifest.stage_dir(manifests, run, "result")
+    outcome = Outcome()
+    with progress("write", quiet, planned.num_rows) as bar:
+        batches = batched(table_rows(files), WRITE_BATCH, lambda r: r["size"] or 0,
+                          WRITE_BATCH_BYTES)
+        outcome.add(run_batches(
+            named_batches(batches, _plan_identity),
+            functools.partial(_write_rows, out=target, fsync=fsync),
+            folder, "result", workers=workers, bar=bar, total_of="output_size"))
+        streams = [(list(paths), _rows_key(rows), rows) for paths, rows in by_archive.items()]
+        outcome.add(run_streams(
+            streams, functools.partial(_write_stream, out=target, fsync=fsync),
+            folder, "result", workers=workers, bar=bar, total_of="output_size"))
+    seconds = time.perf_counter() - start
+    manifest.write_run_info(manifests, run, out=str(target), write={
+        "objects": outcome.objects, "bytes_read": outcome.bytes_read,
+        "bytes_written": outcome.total, "seconds": seconds})
+    result = manifest.read_stage(manifests, run, "result",
+                                 ["action", "reason", "status", "size", "output_size"])
+    _check_rows(result, planned.num_rows, "result")
+    return StepDone(result, outcome.objects, seconds, outcome.bytes_read, outcome.total)
+
+
+# --- run -----------------------------------------------------------------------------------
+
+def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = None,
+        manifests: str | Path = DEFAULT_MANIFESTS, volumes: Iterable[Sequence[str]] = (),
+        workers: int = 1, quiet: bool = True, config: Config | str | Path | None = None,
+        corrections: str | Path | None = None, decode_check: str | None = None,
+        fsync: bool = False) -> tuple[StepDone, PlanDone, StepDone]:
+    """Inventory, plan and write in one go; the run name defaults to the output folder's."""
+    name = run or default_run_name(out)
+    check_run(manifests, name, sources, out)
+    settings = _load(config)
+    done = inventory(sources, run=name, manifests=manifests, volumes=volumes, workers=workers,
+                     quiet=quiet, config=settings, decode_check=decode_check)
+    planned = plan(run=name, manifests=manifests, config=settings, corrections=corrections)
+    written = write(run=name, out=out, manifests=manifests, workers=workers, quiet=quiet,
+                    fsync=fsync)
+    return done, planned, written
+
+
+def default_run_name(out: str | Path) -> str:
+    return Path(out).resolve().name or "run"
