@@ -1,17 +1,17 @@
-# migrate-fs: make demo | make test
+# migrate-fs: make demo | make lint | make test | make check
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo lint test check bench clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
 demo: venv
@@ -22,8 +22,14 @@ demo: venv
 	@echo "Plan again with the example rules and legacy DB corrections:"
 	@echo "  $(BIN)/migrate-fs plan --run demo --config sample_export.rules.toml --corrections sample_export.corrections.csv"
 
+lint: venv
+	$(BIN)/ruff check migrate_fs tests scripts
+	$(BIN)/mypy
+
 test: venv
 	$(BIN)/python -m pytest -q
+
+check: lint test
 
 bench: venv
 	$(BIN)/python scripts/bench.py

@@ -29,7 +29,7 @@ def archive_kind(head: bytes, path: str | None = None) -> str | None:
     ``head`` is the first bytes of the object (512 or more). A compressed file is only an
     archive if a tar header can be read from it (``path`` lets this check open it).
     """
-    if len(head) >= TAR_MAGIC_OFFSET + 5 and head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar":
+    if head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar":
         return ""
     if head.startswith(ZIP_MAGIC):
         return "zip" if path is None or zipfile.is_zipfile(path) else None
@@ -38,7 +38,7 @@ def archive_kind(head: bytes, path: str | None = None) -> str | None:
             if path is None:
                 return kind
             try:
-                with tarfile.open(path, f"r|{kind}") as tf:
+                with tarfile.open(path, f"r|{kind}") as tf:  # type: ignore[call-overload]
                     return kind if tf.next() is not None else None
             except (tarfile.TarError, OSError, EOFError):
                 return None
@@ -84,7 +84,7 @@ class VolumeSet(io.RawIOBase):
             assert self._file is not None
             self._file.seek(self.pos - self.starts[index])
             want = min(len(view) - done, self.starts[index] + self.sizes[index] - self.pos)
-            got = self._file.readinto(view[done:done + want])
+            got = self._file.readinto(view[done:done + want])  # type: ignore[attr-defined]
             if not got:
                 break
             done += got
@@ -120,10 +120,10 @@ def open_archive(paths: list[str]) -> tuple[tarfile.TarFile, BinaryIO]:
     if kind is None:
         raw.close()
         raise tarfile.ReadError(f"{paths[0]} is not a tar archive (plain, gz, bz2 or xz)")
-    fileobj: BinaryIO = io.BufferedReader(raw, 1 << 20) if len(paths) > 1 else raw  # type: ignore[arg-type]
+    fileobj: BinaryIO = io.BufferedReader(raw, 1 << 20) if len(paths) > 1 else raw  # type: ignore[arg-type, type-var]
     if kind == "":  # seekable: members can be skipped and re-read
         return tarfile.open(fileobj=fileobj, mode="r:"), fileobj
-    return tarfile.open(fileobj=fileobj, mode=f"r|{kind}"), fileobj
+    return tarfile.open(fileobj=fileobj, mode=f"r|{kind}"), fileobj  # type: ignore[call-overload]
 
 
 STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)  # zlib/lzma/bz2 errors too
@@ -205,7 +205,7 @@ def _member(tf: tarfile.TarFile, info: tarfile.TarInfo) -> Member:
     else:
         stream = tf.extractfile(info)
         if isinstance(tf.fileobj, tarfile._Stream):  # type: ignore[attr-defined]
-            member.stream = RewindablePrefix(stream)  # type: ignore[arg-type]
+            member.stream = RewindablePrefix(stream)  # type: ignore[arg-type, assignment]
         else:
             member.stream = stream  # type: ignore[assignment]
     return member

@@ -209,18 +209,22 @@ def resolve(declared: str | None, overrides: dict[str, str]) -> CharacterSet:
                         f"read as {new!r}")
 
 
+def _corrected_single(value: str) -> tuple[tuple[str, ...] | None, str | None]:
+    """:func:`_corrected` for a single-valued Specific Character Set."""
+    if value in DEFINED_TERMS:
+        return (value,), None
+    term = ALIASES.get(_canonical(value))
+    if term is None:
+        return None, "unknown"
+    correct = repr(term) if term else "none: absent means the default repertoire"
+    return ((term,) if term else ()), f"the correct term is {correct}"
+
+
 def _corrected(values: tuple[str, ...]) -> tuple[tuple[str, ...] | None, str | None]:
     """(terms, note): the defined terms meant by ``values`` and why they differ (None if they
     do not); terms None when a value has no known meaning."""
     if len(values) == 1:
-        value = values[0]
-        if value in DEFINED_TERMS:
-            return (value,), None
-        term = ALIASES.get(_canonical(value))
-        if term is None:
-            return None, "unknown"
-        correct = repr(term) if term else "none: absent means the default repertoire"
-        return ((term,) if term else ()), f"the correct term is {correct}"
+        return _corrected_single(values[0])
     notes: list[str] = []
     terms: list[str] = []
     for i, value in enumerate(values):
@@ -385,6 +389,7 @@ def encode(text: str, vr: str, terms: tuple[str, ...]) -> bytes | None:
         return None
     delims = _delimiters(vr)
     try:
+        data: bytes | None
         if len(sets) == 1 and not sets[0].stateful:
             data = text.encode(sets[0].codec)
         else:

@@ -28,7 +28,7 @@ class Rule(NamedTuple):
 
 
 # The one table of rules: every name a [rules] key or a change's ``rule`` can have.
-RULES: dict[str, Rule] = {name: Rule(*spec) for name, spec in {
+_RULE_SPECS: dict[str, tuple[Policy | None, tuple[str, ...], str]] = {
     "character_set": ("quarantine", ("missing_character_set", "invalid_character_set",
                                      "undecodable_text"),
                       "Text is decoded with the declared Specific Character Set (or the "
@@ -71,7 +71,8 @@ RULES: dict[str, Rule] = {name: Rule(*spec) for name, spec in {
                                     "re-encoded: its value would no longer hold."),
     "vr_too_long_for_explicit_length": (None, (), "A value too long for its VR's 16-bit length "
                                                   "field in explicit VR is written as UN."),
-}.items()}
+}
+RULES: dict[str, Rule] = {name: Rule(*spec) for name, spec in _RULE_SPECS.items()}
 # The rules a configuration sets a policy for ([rules]).
 CONFIGURABLE: dict[str, Rule] = {k: r for k, r in RULES.items() if r.default is not None}
 
@@ -325,8 +326,8 @@ def describe(config: Config) -> str:
              f"duplicates: conflict={config.conflict} variants={config.variants} "
              f"content_duplicates={config.content_duplicates}",
              f"pixel: decode_check={config.decode_check} "
-             f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}", "", "rule                  policy      "
-             "codes"]
+             f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}", "",
+             "rule                  policy      codes"]
     for name, (_, codes, text) in CONFIGURABLE.items():
         lines.append(f"{name:<21} {config.rules[name]:<11} {', '.join(codes)}")
         lines.append(f"{'':<21} {text}")

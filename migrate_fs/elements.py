@@ -53,7 +53,7 @@ class Window:
         self.bytes_read = len(self.data)
 
     def view(self, pos: int, n: int) -> tuple[bytes, int]:
-        """``(buffer, index)`` such that ``buffer[index:index + n]`` are the object's bytes at pos."""
+        """``(buffer, index)``: ``buffer[index:index + n]`` are the object's bytes at pos."""
         index = pos - self.base
         if index >= 0 and index + n <= len(self.data):
             return self.data, index
@@ -108,7 +108,7 @@ def decode_element_header(win: Window, pos: int, implicit: bool, little: bool
     return group << 16 | number, vr, length, pos + 8
 
 
-def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,
+def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C901 - the hot loop, inlined
                  wanted: frozenset[int], walk: Walk, scan: ElementScan | None = None) -> Walk:
     """Walk the top-level elements from ``pos`` to the end of the object into ``walk``.
 

@@ -156,13 +156,13 @@ def settle_encoding(header: Header, declared: Encoding | None, actual: Encoding 
         header.transfer_syntax = actual.transfer_syntax
         where = "raw dataset" if not header.has_file_meta else "file meta has no TransferSyntaxUID"
         header.problem("missing_file_meta",
-                       f"{where}; detected {UID(actual.transfer_syntax).name}")
+                       f"{where}; detected {UID(actual.transfer_syntax or '').name}")
     elif declared != actual:
         header.problem("transfer_syntax_mismatch",
-                       f"{UID(header.transfer_syntax).name} declares "
-                       f"{UID(declared.transfer_syntax).name}, the dataset is "
-                       f"{UID(actual.transfer_syntax).name}")
-        if not UID(header.transfer_syntax).is_compressed:
+                       f"{UID(header.transfer_syntax or '').name} declares "
+                       f"{UID(declared.transfer_syntax or '').name}, the dataset is "
+                       f"{UID(actual.transfer_syntax or '').name}")
+        if not UID(header.transfer_syntax or "").is_compressed:
             header.transfer_syntax = actual.transfer_syntax
     header.is_implicit_vr, header.is_little_endian = actual.is_implicit_vr, actual.is_little_endian
     return True
@@ -211,7 +211,7 @@ def note_presence(header: Header, present: dict[str, bytes | None]) -> None:
 @functools.lru_cache(maxsize=1024)
 def is_image_storage(sop_class_uid: str | None) -> bool:
     """True for SOP classes whose instances must carry pixel data (any '... Image Storage')."""
-    return bool(sop_class_uid) and "Image Storage" in UID(sop_class_uid).name
+    return bool(sop_class_uid) and "Image Storage" in UID(sop_class_uid or "").name
 
 
 @dataclass(frozen=True)

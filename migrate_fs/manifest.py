@@ -89,7 +89,8 @@ RunNotFound = StageMissing  # the name of earlier releases
 def run_dir(manifests: str | Path, run: str) -> Path:
     """The folder of one run's manifests; the run name must be a plain folder name."""
     if not run or run in (".", "..") or "/" in run or "\\" in run or run.startswith("."):
-        raise OutputError(f"run name {run!r} must be a plain name such as 'trial' or '2026-11-pacs'")
+        raise OutputError(f"run name {run!r} must be a plain name such as 'trial' or "
+                          "'2026-11-pacs'")
     return Path(manifests) / run
 
 

@@ -237,7 +237,7 @@ def _bot_problem(length: int, size: int) -> str | None:
 def _walk_fragments(read: Reader, pos: int, size: int, header: struct.Struct
                     ) -> list[int] | str:
     """Offsets of the fragment items (from the first one), or the first problem found."""
-    start, starts = pos, []
+    start, starts = pos, list[int]()
     while True:
         item = _item_header(read, pos, size, header)
         if isinstance(item, str):

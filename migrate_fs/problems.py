@@ -59,8 +59,8 @@ CATALOGUE: dict[str, Code] = {
              "SOPClassUID or SOPInstanceUID is missing or empty: the object has no identity "
              "(a missing study or series UID is missing_attribute)."),
         Code("archive", "skip",
-             "An archive (tar: plain, gz, bz2 or xz; or zip) found in the export: not migrated itself; "
-             "each of its members has a row of its own."),
+             "An archive (tar: plain, gz, bz2 or xz; or zip) found in the export: not migrated "
+             "itself; each of its members has a row of its own."),
         Code("archive_directory", "skip", "A directory entry of an archive."),
         Code("archive_hardlink", "skip",
              "A hard link entry of an archive: its content is the linked member's, which has "

@@ -13,7 +13,7 @@ def table_text(table: pa.Table, keys: list[str]) -> str:
     lines = [[str(n), *("-" if v is None else str(v) for v in values)] for values, n in counts]
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     fmt = lambda r: "  ".join(c.rjust(w) if i == 0 else c.ljust(w)  # noqa: E731
-                              for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                              for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
 
 

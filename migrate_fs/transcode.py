@@ -76,8 +76,8 @@ def _resolve_ambiguous(tag: int, vr: str, value: bytes, context: dict[int, bytes
     try:
         fixed = correct_ambiguous_vr_element(
             RawDataElement(Tag(tag), vr, len(value), value, 0, True, True), ds, True)
-        if " or " not in (fixed.VR or ""):
-            return fixed.VR
+        if fixed.VR and " or " not in fixed.VR:
+            return str(fixed.VR)
     except Exception:  # noqa: BLE001 - no context to decide: take the first candidate
         pass
     return vr.split(" or ")[0]
@@ -347,7 +347,8 @@ def copy_pixel_data(src: BinaryIO, row: dict[str, Any], bits_allocated: int | No
     group, number = struct.unpack_from(endian + "HH", head)
     tag = group << 16 | number
     if row["is_implicit_vr"]:
-        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if (bits_allocated or 8) > 8 else "OB")
+        default = "OW" if (bits_allocated or 8) > 8 else "OB"
+        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, default)
         length, header_length = struct.unpack_from("<I", head, 4)[0], 8
     else:
         vr = head[4:6].decode("ascii")

@@ -190,25 +190,27 @@ def check_value(vr: str, value: str, keyword: str = "", *, date_order: str | Non
         if not text:
             return findings
     values = text.split("\\") if vr in MULTI_VALUED_VRS else [text]
-    if vr == "DA":
-        findings += _apply("date_format", name, values, lambda v: _check_da(v, order))
-    elif vr == "TM":
-        findings += _apply("time_format", name, values, _check_tm)
-    elif vr == "DT":
-        findings += _apply("datetime_format", name, values, lambda v: _check_dt(v, order))
-    elif vr == "DS":
-        comma_ok = len(values) >= _min_multiplicity(keyword)
-        findings += _apply("decimal_string", name, values, lambda v: _check_ds(v, comma_ok))
-    elif vr == "IS":
-        findings += _apply("integer_string", name, values, _check_is)
-    elif vr == "CS":
-        findings += _apply("code_string", name, values, _check_cs)
-    elif vr == "UI":
-        findings += _apply("invalid_uid", name, values, _check_uid)
+    rule_check = _format_check(vr, order, keyword, len(values))
+    if rule_check is not None:
+        findings += _apply(rule_check[0], name, values, rule_check[1])
     if max_length and vr in MAX_LENGTH:
         check = _check_pn_length if vr == "PN" else _length_check(vr)
         findings += _apply("value_too_long", name, values, check)
     return findings
+
+
+def _format_check(vr: str, order: str | None, keyword: str,
+                  count: int) -> tuple[str, Check] | None:
+    """The format rule of a VR and its per-value check (DA and DT depend on the date order, DS
+    on whether a comma may be a value separator: fewer than ``keyword``'s ``count`` values)."""
+    if vr == "DA":
+        return "date_format", lambda v: _check_da(v, order)
+    if vr == "DT":
+        return "datetime_format", lambda v: _check_dt(v, order)
+    if vr == "DS":
+        comma_ok = count >= _min_multiplicity(keyword)
+        return "decimal_string", lambda v: _check_ds(v, comma_ok)
+    return _FORMAT_CHECKS.get(vr)
 
 
 # --- DA, TM, DT -------------------------------------------------------------------------------
@@ -530,3 +532,9 @@ def remap_uid(old: str, namespace: str) -> str:
 def generated_uid(namespace: str, *parts: str) -> str:
     """A deterministic UID for a missing attribute, from what identifies it (same scheme)."""
     return remap_uid(json.dumps(list(parts)), namespace)
+
+
+# The VRs whose format check depends on nothing but the value.
+_FORMAT_CHECKS: dict[str, tuple[str, Check]] = {
+    "TM": ("time_format", _check_tm), "IS": ("integer_string", _check_is),
+    "CS": ("code_string", _check_cs), "UI": ("invalid_uid", _check_uid)}

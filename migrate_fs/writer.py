@@ -39,7 +39,8 @@ from migrate_fs.transcode import (
 
 OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
 PREAMBLE = bytes(128) + b"DICM"
-ImplementationClassUID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
+ImplementationClassUID = "2.25." + str(
+    uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
 ImplementationVersionName = f"MIGRATEFS_{__version__}"[:16]
 
 
@@ -68,7 +69,8 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -
                 (0x0012, "UI", _uid(ImplementationClassUID)),
                 (0x0013, "SH", version + b" " * (len(version) % 2))]
     body = b"".join(encode_element_header(0x00020000 | e, vr, len(v)) + v for e, vr, v in elements)
-    return PREAMBLE + encode_element_header(0x00020000, "UL", 4) + struct.pack("<I", len(body)) + body
+    length = encode_element_header(0x00020000, "UL", 4) + struct.pack("<I", len(body))
+    return PREAMBLE + length + body
 
 
 def execute(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
@@ -213,7 +215,8 @@ def _place(tmp: Path, target: Path, sha256: str) -> tuple[str, str | None]:
                          f"{target} exists with different content; not overwritten") from None
     except OSError:  # file systems without hard links: check, then rename
         if target.exists():
-            raise WriteError("output_exists_different", f"{target} exists; not overwritten") from None
+            raise WriteError("output_exists_different",
+                             f"{target} exists; not overwritten") from None
         os.rename(tmp, target)
         return "written", None
 

@@ -38,7 +38,7 @@ def differences(source: Dataset, output: Dataset, changed_tags: set[str],
             if len(a.value) != len(b.value):
                 found.append(f"{name} item count {len(a.value)} != {len(b.value)}")
                 continue
-            for i, (x, y) in enumerate(zip(a.value, b.value)):
+            for i, (x, y) in enumerate(zip(a.value, b.value, strict=True)):
                 found += differences(x, y, changed_tags, source_big_endian, f"{name}[{i}].")
             continue
         va: Any = a.value
@@ -63,7 +63,8 @@ def compare_migrated(source_path: str, output_path: str, row: dict[str, Any]) ->
         issues.append("MediaStorageSOPInstanceUID differs from SOPInstanceUID")
     if meta.TransferSyntaxUID != row["output_transfer_syntax"]:
         issues.append(f"TransferSyntaxUID {meta.TransferSyntaxUID} != planned")
-    if not meta.ImplementationClassUID or not meta.ImplementationVersionName.startswith("MIGRATEFS"):
+    version = meta.ImplementationVersionName
+    if not meta.ImplementationClassUID or not version.startswith("MIGRATEFS"):
         issues.append("implementation identifiers are not migrate-fs's")
     changes = row.get("changes")
     changed = {c["tag"] for c in (changes if changes is not None else [])}

@@ -10,8 +10,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import PYDICOM_DATA, Migration, tree_digest
+
 from migrate_fs.cli import main
 
 DICOM = sorted((PYDICOM_DATA / "test_files").glob("*.dcm"))

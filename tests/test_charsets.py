@@ -195,12 +195,12 @@ def test_a_declared_python_codec_is_invalid_but_used_like_pydicom() -> None:
 
 def test_utf8_bytes_declared_latin1_decode_as_latin1_unless_c1() -> None:
     # UTF-8 bytes are usually valid ISO 8859-1 bytes: the lie cannot be seen, only overridden.
-    raw = "Jérôme".encode("utf-8")
+    raw = "Jérôme".encode()
     assert decode(raw, "PN", resolve("ISO_IR 100", {})).text == "JÃ©rÃ´me"
     overridden = resolve("ISO_IR 100", {"ISO_IR 100": "ISO_IR 192"})
     assert decode(raw, "PN", overridden).text == "Jérôme"
     # ... but UTF-8 bytes 0x80-0x9F are C1 controls, no character of ISO 8859: detected.
-    c1 = decode("Ärzte".encode("utf-8"), "LO", resolve("ISO_IR 100", {}), "InstitutionName")
+    c1 = decode("Ärzte".encode(), "LO", resolve("ISO_IR 100", {}), "InstitutionName")
     assert c1.text is None and c1.problem == "undecodable_text"
     assert c1.message is not None and "valid UTF-8" in c1.message
 
@@ -294,7 +294,7 @@ def test_invalid_override_is_reported() -> None:
 
 
 def test_detect_hint() -> None:
-    assert detect_hint("Müller".encode("utf-8")) == "valid UTF-8 (ISO_IR 192)"
+    assert detect_hint("Müller".encode()) == "valid UTF-8 (ISO_IR 192)"
     assert detect_hint("Müller".encode("latin-1")) == "looks like Latin-1 (ISO_IR 100)"
     assert detect_hint("Иванов".encode("cp1251")).startswith("looks like Windows-1251")
     assert "Shift_JIS" in detect_hint("やまだ".encode("shift_jis"))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 import pytest
-
 from conftest import Migration, count_entries, tree_digest
 from dicom_compare import compare_migrated
+
 from migrate_fs.cli import main
 
 EXPECTED_REASONS = {

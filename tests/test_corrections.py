@@ -376,7 +376,8 @@ def reference(objs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[st
     level = [next(i for i, k in enumerate(KEYS) if r[k]) for r in rows]
 
     def matching(i: int, key: str | None) -> list[dict[str, Any]]:
-        return [r for r, lv in zip(rows, level) if lv == i and key and r[KEYS[i]] == key]
+        return [r for r, lv in zip(rows, level, strict=True)
+                if lv == i and key and r[KEYS[i]] == key]
 
     def targets(pid: str) -> set[str]:
         return {r["PatientID"] for r in matching(2, pid) if r["PatientID"]}
@@ -392,7 +393,7 @@ def reference(objs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[st
         (target,) = found
         return merged(target, (*seen, pid)) if targets(target) else target
 
-    for r, lv in zip(rows, level):  # a cycle anywhere in the file is an error
+    for r, lv in zip(rows, level, strict=True):  # a cycle anywhere in the file is an error
         if lv == 2:
             merged(r["OldPatientID"])
     out: dict[str, Any] = {"changes": [], "codes": [], "values": {f: [] for _, f in ATTRIBUTES}}
@@ -428,7 +429,7 @@ def reference(objs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[st
         if not more:
             break
         reached |= more
-    out["orphans"] = [number for number, (r, lv) in enumerate(zip(rows, level), 1)
+    out["orphans"] = [number for number, (r, lv) in enumerate(zip(rows, level, strict=True), 1)
                       if r[KEYS[lv]] not in ({o[KEY_FIELDS[lv]] for o in objs}
                                              | (reached if lv == 2 else set()))]
     return out
@@ -444,7 +445,7 @@ def test_random_corrections_match_the_plain_reading() -> None:
                "IssuerOfPatientID": ["I0", "I1"], "PatientName": ["N^0", "N^1"],
                "PatientBirthDate": ["19700101", "19800101"], "PatientSex": ["M", "F"],
                "NewAccessionNumber": ["A0", "A9"]}
-    fields = dict(zip(KEYS, KEY_FIELDS)) | dict(ATTRIBUTES)
+    fields = dict(zip(KEYS, KEY_FIELDS, strict=True)) | dict(ATTRIBUTES)
     cycles = 0
     for case in range(300):
         rows = []

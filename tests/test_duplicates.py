@@ -10,9 +10,9 @@ import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from test_rules import Run, configured, save
 
 from migrate_fs.cli import main
-from test_rules import Run, configured, save
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,7 @@ def test_clean_value_cannot_collide_with_changed_one(value):
 )
 def test_explicit_collision_candidates_stay_distinct(group):
     comps = [sanitize_component(v) for v in group]
-    assert len(set(comps)) == len(group), dict(zip(group, comps))
+    assert len(set(comps)) == len(group), dict(zip(group, comps, strict=True))
     for comp in comps:
         assert_safe_component(comp)
 

@@ -8,9 +8,9 @@ from typing import Any
 import pyarrow as pa
 
 from migrate_fs.config import parse_config
-from migrate_fs.plan.hashes import Digest
 from migrate_fs.manifest import SCHEMAS
 from migrate_fs.plan import make_plan as decide_run
+from migrate_fs.plan.hashes import Digest
 
 
 def plan_table(inventory: pa.Table, *args: Any, **kwargs: Any) -> pa.Table:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import PYDICOM_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from conftest import PYDICOM_DATA
 from migrate_fs.reader import ATTRIBUTES, read_header
 
 FILES = sorted(p for p in (PYDICOM_DATA / "test_files").rglob("*") if p.is_file())
@@ -74,7 +74,8 @@ def test_detects_encoding_of_raw_datasets() -> None:
     big = read(PYDICOM_DATA / "test_files" / "ExplVR_BigEndNoMeta.dcm")
     little = read(PYDICOM_DATA / "test_files" / "ExplVR_LitEndNoMeta.dcm")
     implicit = read(PYDICOM_DATA / "test_files" / "rtstruct.dcm")
-    assert (big.kind, big.transfer_syntax, big.is_little_endian) == ("raw", ExplicitVRBigEndian, False)
+    assert (big.kind, big.transfer_syntax, big.is_little_endian) == \
+        ("raw", ExplicitVRBigEndian, False)
     assert (little.kind, little.transfer_syntax) == ("raw", ExplicitVRLittleEndian)
     assert (implicit.kind, implicit.transfer_syntax) == ("raw", ImplicitVRLittleEndian)
     for header in (big, little, implicit):

@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import pydicom
 import pytest
+from conftest import PYDICOM_DATA, Migration
+from dicom_compare import compare_migrated
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -22,8 +24,6 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from conftest import PYDICOM_DATA, Migration
-from dicom_compare import compare_migrated
 from migrate_fs import manifest
 from migrate_fs.cli import main
 from migrate_fs.config import RULES, ConfigError, default_toml, load_config, parse_config
@@ -201,7 +201,8 @@ def test_text_without_a_character_set_is_quarantined_not_guessed(tmp_path: Path)
     assert (row["action"], row["reason"]) == ("quarantine", "missing_character_set")
     message = next(p["message"] for p in row["problems"] if p["code"] == "missing_character_set")
     assert "override" in message
-    fixed = Run(export, tmp_path / "fixed", *configured(tmp_path, '[charset.overrides]\n"" = "ISO_IR 100"\n'))
+    fixed = Run(export, tmp_path / "fixed",
+                *configured(tmp_path, '[charset.overrides]\n"" = "ISO_IR 100"\n'))
     out = fixed.output("latin1.dcm")
     assert str(out.PatientName) == "Müller^Hans"
     assert out.SpecificCharacterSet == "ISO_IR 100"
@@ -339,7 +340,8 @@ def test_output_has_no_more_dciodvfy_errors_than_its_source(tmp_path: Path) -> N
     for name, row in run.rows().items():
         if row["status"] != "written":
             continue
-        before, after = dciodvfy_errors(export / name), dciodvfy_errors(run.out / row["output_path"])
+        before = dciodvfy_errors(export / name)
+        after = dciodvfy_errors(run.out / row["output_path"])
         assert len(after) <= len(before), (name, before, after)
         checked += 1
     assert checked >= 10
@@ -413,7 +415,8 @@ def test_decode_check_records_corrupt_data_and_survives_a_decoder_crash(
     save(crash, export / "crash.dcm")
     shutil.copy(get_testdata_file("MR_small.dcm"), export / "after.dcm")
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for the worker's decoder
-    run = Run(export, tmp_path, *configured(tmp_path, '[pixel]\ndecode_check = "all"\ndecoder = "crashing_decoder:decode"\n'))
+    run = Run(export, tmp_path, *configured(
+        tmp_path, '[pixel]\ndecode_check = "all"\ndecoder = "crashing_decoder:decode"\n'))
     assert run.exit_code == 0
     rows = run.rows()
     assert rows["good_j2k.dcm"]["status"] == "written"

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-
 from conftest import PYDICOM_DATA
 from dicom_compare import compare_migrated
+
 from migrate_fs import writer
 from migrate_fs.inventory import inventory_row
 from migrate_fs.plan import output_transfer_syntax

@@ -79,7 +79,9 @@ class Attribute:
 
     @property
     def tag(self) -> str:
-        return str(Tag(tag_for_keyword(self.keyword)))
+        tag = tag_for_keyword(self.keyword)
+        assert tag is not None, self.keyword  # the keywords are the module's own
+        return str(Tag(tag))
 
 
 ATTRIBUTES = (  # in tag order: the order of the change entries of an object
@@ -411,7 +413,7 @@ def _conflict_messages(level: _Level, column: str) -> dict[int, str]:
     keyword = _attribute(column).keyword
     return {int(k): f"{keyword}: the corrections rows for {level.name} {key!r} disagree: "
                     f"{_listed(seen[key])}; {keyword} is left as it is"
-            for k, key in zip(conflicted, bad.to_pylist())}
+            for k, key in zip(conflicted, bad.to_pylist(), strict=True)}
 
 
 def _listed(values: dict[str, list[int]]) -> str:

@@ -11,6 +11,7 @@ Python-level work is done once per distinct patient, study and series value, not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from migrate_fs.config import Config
+from migrate_fs.config import Config, Policy
 from migrate_fs.paths import sanitize_component
 from migrate_fs.plan.corrections import Applied
 from migrate_fs.plan.duplicates import DUPLICATE_INPUT, Decisions, Hashes, decide_duplicates
@@ -93,8 +94,8 @@ def decide(table: pa.Table, config: Config | None = None,
     for row, code in dups.reason.items():
         reason[row] = code
         candidate[row] = False
-    for row, kept in dups.duplicate_of.items():
-        duplicate_of[row] = kept
+    for row, winner in dups.duplicate_of.items():
+        duplicate_of[row] = winner
     for row, found in dups.problems.items():
         added.setdefault(row, []).extend(found)
     _new_uids(dups, ids, per_row, config)
@@ -104,7 +105,8 @@ def decide(table: pa.Table, config: Config | None = None,
     reason[later] = "output_path_collision"
     candidate[later] = False
     duplicate_of[later] = kept
-    for row, kept_id in zip(later.tolist(), object_id.take(pa.array(kept)).to_pylist()):
+    kept_ids = object_id.take(pa.array(kept)).to_pylist()
+    for row, kept_id in zip(later.tolist(), kept_ids, strict=True):
         added.setdefault(row, []).append(("output_path_collision", "output path differs only "
                                           f"in letter case from that of object {kept_id}"))
     reasons = pa.array(reason, pa.string())
@@ -163,16 +165,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
     policies = config.code_policies()
     ids = {c: table.column(c).combine_chunks() if n else pa.array([], pa.string())
            for c in OUTPUT_IDS}
-    corrected: list[list[Any]] = [[] for _ in range(n)] if applied is not None else []
-    if applied is not None and n:
-        for row, (row_changes, row_problems) in enumerate(zip(applied.changes.to_pylist(),
-                                                              applied.problems.to_pylist())):
-            corrected[row] = [(c["tag"], c["keyword"], c["old"], c["new"], c["rule"])
-                              for c in row_changes or []]
-            for p in row_problems or []:
-                added.setdefault(row, []).append((p["code"], p["message"]))
-                if reason[row] is None and blocks(p["code"], policies):
-                    reason[row] = p["code"]
+    corrected = _corrected(applied, n, reason, added, policies)
     rows = np.flatnonzero(candidate & _has_rule_input(table, corrected))
     per_row: dict[int, list[Any]] = {}
     if len(rows):
@@ -204,6 +197,31 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
     for row, row_changes in enumerate(corrected):  # rows the rules did not see
         if row_changes and row not in per_row:
             per_row[row] = row_changes
+    _changed_ids(ids, per_row)
+    return per_row, ids
+
+
+def _corrected(applied: Applied | None, n: int, reason: np.ndarray,
+               added: dict[int, list[tuple[str, str]]],
+               policies: dict[str, Policy]) -> list[list[Any]]:
+    """Per row, the changes the corrections make ([] without corrections); what they found
+    goes to ``added`` and, where it blocks, to ``reason``."""
+    corrected: list[list[Any]] = [[] for _ in range(n)] if applied is not None else []
+    if applied is None or not n:
+        return corrected
+    rows = zip(applied.changes.to_pylist(), applied.problems.to_pylist(), strict=True)
+    for row, (row_changes, row_problems) in enumerate(rows):
+        corrected[row] = [(c["tag"], c["keyword"], c["old"], c["new"], c["rule"])
+                          for c in row_changes or []]
+        for p in row_problems or []:
+            added.setdefault(row, []).append((p["code"], p["message"]))
+            if reason[row] is None and blocks(p["code"], policies):
+                reason[row] = p["code"]
+    return corrected
+
+
+def _changed_ids(ids: dict[str, pa.Array], per_row: dict[int, list[Any]]) -> None:
+    """The output identifier columns, with the values the changes give them."""
     for column, tag in OUTPUT_IDS.items():
         updates = {row: c[3] for row, cs in per_row.items() for c in cs if c[0] == tag}
         if updates:
@@ -211,7 +229,6 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
             for row, value in updates.items():
                 values[row] = value
             ids[column] = pa.array(values, pa.string())
-    return per_row, ids
 
 
 CORRECTION_INPUT = ["study_instance_uid", "accession_number", "patient_id", "patient_name",
@@ -252,7 +269,8 @@ def _take_or_null(values: pa.Array, indices: np.ndarray) -> pa.Array:
     return values.take(pa.array(np.maximum(indices, 0), mask=indices < 0))
 
 
-def _first_blocking_code(problems: pa.ListArray, n: int, policies: dict[str, str]) -> np.ndarray:
+def _first_blocking_code(problems: pa.ListArray, n: int,
+                         policies: Mapping[str, str]) -> np.ndarray:
     """Per row, the first problem code that stops migration (None where there is none)."""
     reason = np.full(n, None, dtype=object)
     if n == 0 or len(problems.flatten()) == 0:

@@ -5,8 +5,8 @@
 2. Same SOPInstanceUID, different content. Copies that differ only in their encoding of the
    pixel data (each distinct content in another transfer syntax, differing only in the pixel
    data and the attributes that describe its encoding, :data:`PIXEL_ENCODING`: the lossless
-   and lossy copies of one image) are *variants*: by default the lossless copy is kept (native or lossless
-   compression; the first in locator order among equals) and the others are
+   and lossy copies of one image) are *variants*: by default the lossless copy is kept (native
+   or lossless compression; the first in locator order among equals) and the others are
    ``skip_duplicate`` (reason ``transfer_syntax_variant``). Anything else is a *conflict*
    (reason ``uid_conflict``): by default every copy is quarantined; ``[duplicates] conflict``
    can keep the newest (by InstanceCreationDate/Time or by file time) or the copy the legacy
@@ -51,6 +51,7 @@ PIXEL_ENCODING = frozenset({"PixelData", "TransferSyntaxUID", "PhotometricInterp
                             "PlanarConfiguration", "LossyImageCompression",
                             "LossyImageCompressionRatio", "LossyImageCompressionMethod"})
 
+CHANGE_FIELDS = ("tag", "keyword", "old", "new", "rule")
 Hashes = Callable[[list[dict[str, Any]]], dict[str, "Digest | str"]]
 
 
@@ -85,9 +86,9 @@ def decide_duplicates(table: pa.Table, candidate: np.ndarray, sop_uids: pa.Array
     if not wanted:
         return out
     info = table.take(pa.array(wanted)).select(DUPLICATE_INPUT).to_pylist()
-    by_row = dict(zip(wanted, info))
+    by_row = dict(zip(wanted, info, strict=True))
     for row in wanted:
-        by_row[row]["changes"] = [dict(zip(("tag", "keyword", "old", "new", "rule"), c))
+        by_row[row]["changes"] = [dict(zip(CHANGE_FIELDS, c, strict=True))
                                   for c in changes.get(row, [])]
     found = hashes([by_row[r] for r in wanted])
     digests: dict[int, Digest] = {}
@@ -118,7 +119,8 @@ def _groups(key: pa.Array, rows: np.ndarray) -> list[list[int]]:
     by_code = np.argsort(codes, kind="stable")  # stable: each group keeps the given order
     _, start, count = np.unique(codes[by_code], return_index=True, return_counts=True)
     shared = count > 1
-    return [rows[by_code[s:s + c]].tolist() for s, c in zip(start[shared], count[shared])]
+    return [rows[by_code[s:s + c]].tolist()
+            for s, c in zip(start[shared], count[shared], strict=True)]
 
 
 def _signature(table: pa.Table) -> pa.Array:

@@ -3,10 +3,11 @@
 Two objects have the same content when the datasets migrate-fs would write for them are equal,
 file meta excluded: each object's header is re-encoded exactly as the writer does (explicit VR
 little endian, sequences with undefined length, group lengths dropped, the plan's changes
-applied; Data Set Trailing Padding is not content), so an implicit VR, a big endian and an explicit VR copy of one dataset are the same
-content, while a copy with another PatientName is not. The pixel data value is hashed on its own
-(byte-swapped to little endian where the source is big endian; encapsulated fragments as they
-are), so that copies with equal pixels and different headers can be found too.
+applied; Data Set Trailing Padding is not content), so an implicit VR, a big endian and an
+explicit VR copy of one dataset are the same content, while a copy with another PatientName is
+not. The pixel data value is hashed on its own (byte-swapped to little endian where the source
+is big endian; encapsulated fragments as they are), so that copies with equal pixels and
+different headers can be found too.
 
 Hashes are computed only for the objects the plan asks about (those whose SOPInstanceUID or
 pixel signature collides with another's): the inventory stays header-only.

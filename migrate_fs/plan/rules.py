@@ -29,7 +29,8 @@ SPECIFIC_CHARACTER_SET = "(0008,0005)"
 UTF8_TERM = "ISO_IR 192"
 # Attributes whose values name a class or a coding scheme, not an instance: never remapped.
 CLASS_UID_KEYWORDS = frozenset({"SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID",
-                                "TransferSyntaxUID", "CodingSchemeUID", "ContextGroupExtensionCreatorUID",
+                                "TransferSyntaxUID", "CodingSchemeUID",
+                                "ContextGroupExtensionCreatorUID",
                                 "MappingResourceUID", "AffectedSOPClassUID",
                                 "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID",
                                 "SOPClassesInStudySequence", "ReferencedTransferSyntaxUIDInFile",
