@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from migrate_fs.errors import DecoderError
+
 DECODE_FAILED = "decode_failed"
 DECODER_UNAVAILABLE = "decoder_unavailable"
 DECODER_CRASH = "decoder_crash"
@@ -159,10 +161,12 @@ class _Child:
                                       STARTUP_TIMEOUT)
         except DecoderCrash as exc:
             child.stop()
-            raise RuntimeError(f"the decoder process did not start: {exc}") from None
+            raise DecoderError(f"the decoder process did not start: {exc}; check [pixel] "
+                               "decoder in the rules configuration") from None
         if kind != "ready":
             child.stop()
-            raise ValueError(f"the decoder process did not start: {payload}")
+            raise DecoderError(f"the decoder process did not start: {payload}; check [pixel] "
+                               "decoder in the rules configuration")
         return child
 
     def ask(self, request: dict[str, Any], data: bytes | bytearray | memoryview | None,

@@ -40,5 +40,9 @@ class CorrectionsError(MigrateError):
     what to fix."""
 
 
+class DecoderError(MigrateError):
+    """The decoder process of the decode check could not start (see [pixel] decoder)."""
+
+
 class IncompleteStage(MigrateError):
     """A stage holds another number of rows than the objects it must account for."""

@@ -24,6 +24,7 @@ from migrate_fs.decode import (
     classify,
     decode_pixels,
 )
+from migrate_fs.errors import DecoderError
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 OK = DecodeOutcome(None, None, 1)
@@ -293,7 +294,7 @@ def test_bad_arguments(guard: DecoderGuard, tmp_path: Path) -> None:
 
 
 def test_unknown_decoder_function() -> None:
-    with pytest.raises(ValueError, match="cannot load decoder 'crashing_decoder:nothing'"):
+    with pytest.raises(DecoderError, match="cannot load decoder 'crashing_decoder:nothing'"):
         DecoderGuard(decoder="crashing_decoder:nothing").start()
 
 

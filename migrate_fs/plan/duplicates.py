@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 from pydicom.uid import UID
 
 from migrate_fs.config import Config
+from migrate_fs.errors import ConfigError
 from migrate_fs.pixels import lossy
 from migrate_fs.plan.hashes import HASH_INPUT, Digest
 from migrate_fs.transcode import last_tag
@@ -221,10 +222,14 @@ def _legacy_db_paths(csv_path: str) -> frozenset[str]:
     """The 'path' column of the legacy database's file list, leading slashes removed."""
     import pyarrow.csv as pacsv
 
-    table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
-        column_types={"path": pa.string()}))
+    try:
+        table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
+            column_types={"path": pa.string()}))
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"[duplicates] legacy_db_files {csv_path}: cannot be read ({exc}); "
+                          "give a CSV file with a 'path' column") from None
     if "path" not in table.column_names:
-        raise ValueError(f"{csv_path}: no 'path' column (the legacy database's storage paths)")
+        raise ConfigError(f"{csv_path}: no 'path' column (the legacy database's storage paths)")
     return frozenset(p.strip().lstrip("/") for p in table.column("path").to_pylist() if p)
 
 
