@@ -44,7 +44,7 @@ OVERRIDE = "character_set_override"
 UNDECODABLE = "undecodable_text"
 
 CONTROL_DELIMS = frozenset({0x09, 0x0A, 0x0C, 0x0D})  # TAB, LF, FF, CR
-MULTI_VALUED_VRS = frozenset({"SH", "LO", "UC", "PN"})  # backslash separates values
+DELIMITED_VRS = frozenset({"SH", "LO", "UC", "PN"})  # a backslash separates their values
 PN_DELIMS = frozenset({0x5E, 0x3D})  # '^' and '='
 
 
@@ -293,7 +293,7 @@ def _sets(terms: tuple[str, ...]) -> tuple[_Set, ...]:
 
 
 def _delimiters(vr: str) -> frozenset[int]:
-    delims = CONTROL_DELIMS | {0x5C} if vr in MULTI_VALUED_VRS else CONTROL_DELIMS
+    delims = CONTROL_DELIMS | {0x5C} if vr in DELIMITED_VRS else CONTROL_DELIMS
     return delims | PN_DELIMS if vr == "PN" else delims
 
 

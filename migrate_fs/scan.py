@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from migrate_fs.charsets import CHARSET_VRS
+from migrate_fs.charsets import CHARSET_VRS, ESC
 from migrate_fs.elements import (
     ITEM,
     ITEM_END,
@@ -34,7 +34,6 @@ from migrate_fs.values import suspect
 # VRs whose values are text: what the rules check.
 TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
                       "TM", "UC", "UI", "UR", "UT"})
-ESC = b"\x1b"
 
 
 @dataclass

@@ -23,9 +23,8 @@ from pydicom.uid import UID_dictionary
 from migrate_fs import charsets, values
 from migrate_fs.charsets import CHARSET_VRS
 from migrate_fs.config import RULES, TYPE_1, Config
-from migrate_fs.transcode import dictionary_vr, last_tag, tag_text
+from migrate_fs.transcode import SPECIFIC_CHARACTER_SET, dictionary_vr, last_tag, tag_text
 
-SPECIFIC_CHARACTER_SET = "(0008,0005)"
 UTF8_TERM = "ISO_IR 192"
 # Attributes whose values name a class or a coding scheme, not an instance: never remapped.
 CLASS_UID_KEYWORDS = frozenset({"SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID",
