@@ -71,30 +71,38 @@ _RULE_SPECS: dict[str, tuple[Policy | None, tuple[str, ...], str]] = {
                                     "re-encoded: its value would no longer hold."),
     "vr_too_long_for_explicit_length": (None, (), "A value too long for its VR's 16-bit length "
                                                   "field in explicit VR is written as UN."),
+    "un_to_known_vr": (None, ("standard_element_as_un",),
+                       "A standard element encoded as UN is written with its dictionary VR "
+                       "(value unchanged but for the padding its VR defines)."),
 }
 RULES: dict[str, Rule] = {name: Rule(*spec) for name, spec in _RULE_SPECS.items()}
 # The rules a configuration sets a policy for ([rules]).
 CONFIGURABLE: dict[str, Rule] = {k: r for k, r in RULES.items() if r.default is not None}
 
-# [required]: what to do when an attribute is absent (or empty, for the type 1 ones).
-# "quarantine", "warn", "empty" (add it without a value: type 2 attributes), "generate"
-# (a deterministic UID: SeriesInstanceUID, StudyInstanceUID) or "value:TEXT".
+# [required]: what to do when an attribute the object's IOD requires is missing: absent, for a
+# Type 2 attribute; absent or empty, for a Type 1 one (migrate_fs.iods: the standard's tables,
+# by SOP class). "quarantine", "warn" (migrate as it is), "empty" (add a Type 2 attribute
+# without a value; a Type 1 one is migrated as it is), "generate" (a deterministic UID:
+# SeriesInstanceUID, StudyInstanceUID) or "value:TEXT". Every one of them is reported.
 REQUIRED: dict[str, str] = {
     "SOPClassUID": "quarantine", "SOPInstanceUID": "quarantine",
     "StudyInstanceUID": "quarantine", "SeriesInstanceUID": "quarantine",
-    "PatientID": "quarantine", "Modality": "quarantine",
+    "PatientID": "empty", "Modality": "warn",
     "PatientName": "empty", "PatientBirthDate": "empty", "PatientSex": "empty",
     "StudyDate": "empty", "StudyTime": "empty", "ReferringPhysicianName": "empty",
     "StudyID": "empty", "AccessionNumber": "empty", "SeriesNumber": "empty",
     "InstanceNumber": "empty",
 }
-# Type 1 in their modules: an empty value is as bad as an absent one.
+# Type 1 wherever an IOD has them: "empty" cannot satisfy them.
 TYPE_1 = frozenset({"SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-                    "Modality", "PatientID"})
+                    "Modality"})
 GENERATABLE = frozenset({"StudyInstanceUID", "SeriesInstanceUID"})
 
 # [problems]: the policy for problems the reader finds, where the user may choose.
 PROBLEM_POLICIES: dict[str, Policy] = {
+    "missing_pixel_data": "warn",
+    "no_patient_study": "warn",
+    "standard_element_as_un": "warn",
     "pixel_data_length_mismatch": "quarantine",
     "pixel_data_corrupt": "quarantine",
     "decode_failed": "quarantine",
@@ -104,8 +112,28 @@ PROBLEM_POLICIES: dict[str, Policy] = {
     "not_in_legacy_db": "warn",
 }
 
+# profile = "faithful" (the default: migrate everything the new PACS can hold, report every
+# deviation) or "strict" (quarantine every Type 1 and Type 2 violation of the IOD, image
+# objects without pixel data, objects a study-based PACS does not index and standard elements
+# encoded as UN). A profile sets the defaults of [required] and [problems]; explicit settings
+# there override it.
+PROFILES: dict[str, tuple[dict[str, str], dict[str, Policy]]] = {
+    "faithful": (REQUIRED, PROBLEM_POLICIES),
+    "strict": ({k: "quarantine" for k in REQUIRED},
+               {**PROBLEM_POLICIES, "missing_pixel_data": "quarantine",
+                "no_patient_study": "quarantine", "standard_element_as_un": "quarantine"}),
+}
+
 DEFAULT_TOML = """\
 # migrate-fs rules configuration. Every key is optional; the values shown are the defaults.
+
+# "faithful": migrate everything the new PACS can hold, exactly as it was, and report every
+# deviation (a missing Type 2 attribute is added empty, an image header without pixel data is
+# migrated with a warning). "strict": quarantine every Type 1 and Type 2 violation of the
+# object's IOD, image objects without pixel data, objects without a patient (a Color Palette)
+# and standard elements encoded as UN. The profile sets the defaults of [required] and
+# [problems] below; what you set there overrides it.
+profile = "faithful"
 
 [migration]
 # Namespace of the deterministic UIDs this migration generates (remapped and generated UIDs
@@ -176,6 +204,7 @@ class Config:
     """The effective rules configuration."""
 
     namespace: str = DEFAULT_NAMESPACE
+    profile: str = "faithful"
     charset_output: str = "keep"
     date_order: str = ""
     overrides: dict[str, str] = field(default_factory=dict)
@@ -200,7 +229,8 @@ class Config:
         return policies
 
     def as_dict(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "charset_output": self.charset_output,
+        return {"namespace": self.namespace, "profile": self.profile,
+                "charset_output": self.charset_output,
                 "date_order": self.date_order, "overrides": self.overrides,
                 "rules": self.rules, "required": self.required, "problems": self.problems,
                 "decode_check": self.decode_check, "decoder": self.decoder,
@@ -235,8 +265,10 @@ def load_config(path: str | Path | None) -> Config:
 def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     """Validate a parsed TOML document and merge it over the defaults."""
     where = source or "configuration"
-    _only(data, {"migration", "charset", "rules", "required", "problems", "duplicates",
-                 "pixel"}, where)
+    _only(data, {"profile", "migration", "charset", "rules", "required", "problems",
+                 "duplicates", "pixel"}, where)
+    profile = _choice(data.get("profile", "faithful"), tuple(PROFILES), "profile", where)
+    default_required, default_problems = PROFILES[profile]
     duplicates = _table(data, "duplicates", {"conflict", "variants", "content_duplicates",
                                              "legacy_db_files"}, where)
     if duplicates.get("conflict") == "keep_legacy_db" and not duplicates.get("legacy_db_files"):
@@ -254,10 +286,10 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     rules = {k: r.default for k, r in CONFIGURABLE.items() if r.default}
     for name, value in _table(data, "rules", set(CONFIGURABLE), where).items():
         rules[name] = _choice(value, POLICIES, f"rules.{name}", where)  # type: ignore[assignment]
-    required = dict(REQUIRED)
+    required = dict(default_required)
     for name, value in _table(data, "required", set(REQUIRED), where).items():
         required[name] = _required_policy(name, value, where)
-    problems = dict(PROBLEM_POLICIES)
+    problems = dict(default_problems)
     for name, value in _table(data, "problems", set(PROBLEM_POLICIES), where).items():
         problems[name] = _choice(value, ("quarantine", "warn"), f"problems.{name}",
                                  where)  # type: ignore[assignment]
@@ -268,7 +300,7 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     decode = _choice(pixel.get("decode_check", "none"), ("none", "first", "all"),
                      "pixel.decode_check", where)
     return Config(namespace=str(migration.get("namespace") or DEFAULT_NAMESPACE),
-                  charset_output=output, date_order=date_order,
+                  profile=profile, charset_output=output, date_order=date_order,
                   overrides={k.strip(): v.strip() for k, v in overrides.items()},
                   rules=rules, required=required, problems=problems, decode_check=decode,
                   decoder=decoder,
@@ -317,9 +349,36 @@ def _required_policy(name: str, value: Any, where: str) -> str:
     return _choice(value, allowed, f"required.{name}", where)
 
 
+# The configuration line that migrates (or decides) objects quarantined for a code, where a
+# setting can; codes not here (not_dicom, truncated...) are data no setting can make whole.
+REMEDIES = {
+    "missing_attribute": '[required] <attribute> = "warn" (a study or series UID: "generate"); '
+                         "the message names the attribute",
+    "uid_conflict": '[duplicates] conflict = "keep_newest_instance" (or "keep_newest_file", '
+                    '"keep_legacy_db", "keep_all")',
+    "missing_character_set": '[charset.overrides] "" = "ISO_IR 100" (what the bytes really are)',
+    "invalid_character_set": '[charset.overrides] "<declared value>" = "ISO_IR 100" (what the '
+                             "bytes really are)",
+    "undecodable_text": '[charset.overrides] "<declared value>" = "<the set the bytes are in>"',
+    "correction_conflict": "correct the rows of the corrections file that the message names",
+}
+
+
+def remedy(code: str) -> str | None:
+    """The one configuration line that would change what happens to objects with this
+    blocking problem code, or None when no setting can."""
+    if code in REMEDIES:
+        return REMEDIES[code]
+    if code in PROBLEM_POLICIES:
+        return f'[problems] {code} = "warn"'
+    rule = next((name for name, r in CONFIGURABLE.items() if code in r.codes), None)
+    return f'[rules] {rule} = "warn"' if rule else None
+
+
 def describe(config: Config) -> str:
     """The effective rule set as text, for ``migrate-fs rules``."""
     lines = [f"rules configuration: {config.source or 'defaults'}",
+             f"profile: {config.profile}",
              f"namespace: {config.namespace}",
              f"charset: output={config.charset_output} date_order={config.date_order or '-'} "
              f"overrides={config.overrides or '{}'}",

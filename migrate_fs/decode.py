@@ -17,7 +17,9 @@ See :func:`classify` for how exceptions map to codes.
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
+import hashlib
 import importlib
 import io
 import logging
@@ -62,6 +64,10 @@ class DecodeOutcome:
     code: str | None  # None | decode_failed | decoder_unavailable | decoder_crash
     message: str | None
     frames_checked: int
+    # With ``fingerprint``: the SHA-256 of the decoded pixel values (every frame, as the decoder
+    # returns them) and their geometry: (frames, frame shape, dtype), e.g. (2, (64, 64), "<u2").
+    values_sha256: str | None = None
+    geometry: tuple[int, tuple[int, ...], str] | None = None
 
 
 class Unavailable(Exception):
@@ -114,12 +120,14 @@ class DecoderGuard:
             child.stop()
 
     def check(self, mode: str, *, path: str | os.PathLike[str] | None = None,
-              data: bytes | bytearray | memoryview | None = None) -> DecodeOutcome:
+              data: bytes | bytearray | memoryview | None = None,
+              fingerprint: bool = False) -> DecodeOutcome:
         """Decode the first frame (``first``) or every frame, one at a time (``all``).
 
         The object is a file ``path`` (the child opens it: nothing goes through the pipe) or
         the ``data`` of a whole object; Part 10 or a raw dataset. Raises ``OSError`` when the
-        child cannot open ``path``.
+        child cannot open ``path``. ``fingerprint`` also hashes the decoded values (to prove
+        that two encodings hold the same image: see ``DecodeOutcome.values_sha256``).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -128,7 +136,7 @@ class DecoderGuard:
         self.start()
         assert self._child is not None
         request = {"mode": mode, "path": None if path is None else os.fspath(path),
-                   "size": None if data is None else len(data)}
+                   "size": None if data is None else len(data), "fingerprint": fingerprint}
         try:
             kind, payload = self._child.ask(request, data, self.timeout)
         except DecoderCrash as exc:
@@ -137,6 +145,20 @@ class DecoderGuard:
         if kind == "oserror":
             raise OSError(*payload)
         return DecodeOutcome(*payload)
+
+
+_SHARED: dict[str | None, DecoderGuard] = {}
+
+
+def shared_guard(name: str | None = None) -> DecoderGuard:
+    """This process's decoder guard for the decode function ``name`` ('module:function'),
+    created on first use and reused; its child starts on the first check, is restarted after a
+    crash and stopped when the process exits."""
+    guard = _SHARED.get(name)
+    if guard is None:
+        guard = _SHARED[name] = DecoderGuard(decoder=name or None)
+        atexit.register(guard.close)
+    return guard
 
 
 class _Child:
@@ -367,16 +389,44 @@ def _serve(decode: DecodeFunction, request: dict[str, Any], data: bytes | None,
         return "oserror", (exc.errno, exc.strerror or str(exc), path)
     frames = 0
     errors.clear()
+    values = _Values() if request.get("fingerprint") else None
     with fp:
         try:
-            for _ in decode(fp, request["mode"]):
+            for frame in decode(fp, request["mode"]):
                 frames += 1
+                if values is not None:
+                    values.add(frame)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
             code, message = classify(exc, errors.exceptions)
             return "outcome", (code, message, frames)
+    if values is not None:
+        return "outcome", (None, None, frames, values.sha256.hexdigest(), values.geometry(frames))
     return "outcome", (None, None, frames)
+
+
+class _Values:
+    """The hash and geometry of decoded frames (C order, the decoder's dtype)."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.shape: tuple[int, ...] = ()
+        self.dtype = ""
+
+    def add(self, frame: object) -> None:
+        import numpy as np
+
+        array = np.ascontiguousarray(frame)
+        if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder
+                                            == "big"):
+            array = array.astype(array.dtype.newbyteorder("<"))
+        self.shape, self.dtype = array.shape, array.dtype.str
+        self.sha256.update(f"{array.shape}{array.dtype.str}".encode())
+        self.sha256.update(array.data)
+
+    def geometry(self, frames: int) -> tuple[int, tuple[int, ...], str]:
+        return frames, tuple(int(n) for n in self.shape), self.dtype
 
 
 def _open(path: str | None, data: bytes | None) -> BinaryIO:

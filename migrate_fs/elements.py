@@ -88,6 +88,8 @@ class Walk:
     pixel_data_length: int | None = None
     pixel_data_encapsulated: bool | None = None
     end: int = 0
+    # Top-level elements encoded with VR UN in explicit VR (any group: the reader filters).
+    un_tags: list[int] = field(default_factory=list)
 
 
 def decode_element_header(win: Window, pos: int, implicit: bool, little: bool
@@ -130,6 +132,8 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
                 vr = data[i + 4:i + 6]
                 if vr in VR_LENGTH_32:
                     length, value = length32(data, i + 8)[0], pos + 12
+                    if vr == b"UN":  # the one check: only elements with a 32-bit length
+                        walk.un_tags.append(group << 16 | number)
                 elif vr in VALID_VRS:
                     length, value = (length >> 16 if little else length & 0xFFFF), pos + 8
                 else:
@@ -137,6 +141,8 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
             tag = group << 16 | number
         else:
             tag, vr, length, value = decode_element_header(win, pos, implicit, little)
+            if vr == b"UN":
+                walk.un_tags.append(tag)
         if tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
             walk.pixel_data_offset = pos
             walk.pixel_data_encapsulated = length == UNDEFINED

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import (
@@ -25,6 +26,7 @@ from pydicom.uid import (
 from migrate_fs import pixels
 from migrate_fs.elements import VALID_VRS
 from migrate_fs.problems import Problem, blocks
+from migrate_fs.transcode import tag_text, un_known_vr
 
 PREAMBLE_LENGTH = 128
 
@@ -263,6 +265,26 @@ def check_pixel_data_present(header: Header, present: bool, has_rows_columns: bo
     if has_rows_columns or is_image_storage(header.attributes["sop_class_uid"]):
         header.problem("missing_pixel_data", "the object is an image (by SOP class or Rows and "
                                              "Columns) but has no Pixel Data")
+
+
+UN_NAMED = 4  # the standard_element_as_un message names this many elements
+
+
+def check_un_elements(header: Header, un_tags: list[int]) -> None:
+    """Standard top-level elements encoded as UN whose dictionary VR is known (``un_tags``:
+    every top-level element of an explicit VR dataset with VR UN; see
+    :func:`migrate_fs.transcode.un_known_vr` for which the writer converts)."""
+    if not un_tags or header.kind not in ("part10", "raw") or header.problems_blocking():
+        return
+    little = bool(header.is_little_endian)
+    known = sorted({tag for tag in un_tags if un_known_vr(tag, little)})
+    if not known:
+        return
+    named = ", ".join(f"{tag_text(tag)} {keyword_for_tag(tag)}".rstrip()
+                      for tag in known[:UN_NAMED])
+    more = f" and {len(known) - UN_NAMED} more" if len(known) > UN_NAMED else ""
+    header.problem("standard_element_as_un",
+                   f"{named}{more} encoded as VR UN: written with their dictionary VR")
 
 
 def text_value(ds: Dataset, keyword: str, header: Header) -> str | None:

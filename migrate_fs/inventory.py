@@ -7,7 +7,6 @@ manifest folder.
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from migrate_fs.archives import (
     archive_kind,
     iter_members,
 )
-from migrate_fs.decode import DecodeOutcome, DecoderGuard
+from migrate_fs.decode import DecodeOutcome, shared_guard
 from migrate_fs.header import ATTRIBUTES, Header
 from migrate_fs.problems import Problem
 from migrate_fs.reader import read_header
@@ -60,7 +59,7 @@ def inventory_row(obj: SourceObject, decode_check: str = "none",
         archive_row_kind(obj, row)
     elif decode_check != "none" and _decodable(header):
         try:
-            _decode_problem(row, decoder(decoder_name).check(decode_check, path=obj.locator))
+            _decode_problem(row, shared_guard(decoder_name).check(decode_check, path=obj.locator))
         except OSError as exc:  # the file went away between the header read and the check
             row["problems"] = [*row["problems"],
                                _problem("unreadable_source", f"decode check: {exc}")]
@@ -82,19 +81,6 @@ def _decodable(header: Header) -> bool:
 def _decode_problem(row: dict[str, Any], outcome: DecodeOutcome) -> None:
     if outcome.code:
         row["problems"] = [*row["problems"], _problem(outcome.code, outcome.message)]
-
-
-_DECODERS: dict[str | None, DecoderGuard] = {}
-
-
-def decoder(name: str | None = None) -> DecoderGuard:
-    """This worker's decoder process (``name``: a 'module:function' decode function), started
-    on first use and reused; the guard restarts it after a crash."""
-    guard = _DECODERS.get(name)
-    if guard is None:
-        guard = _DECODERS[name] = DecoderGuard(decoder=name or None)
-        atexit.register(guard.close)
-    return guard
 
 
 def _header_columns(row: dict[str, Any], header: Header) -> None:
@@ -195,4 +181,4 @@ def _read_member(member: Member, row: dict[str, Any], decode_check: str,
                 "decoder_unavailable",
                 "decode check skipped: the member is too large to check from memory"))
         else:
-            _decode_problem(row, decoder(decoder_name).check(decode_check, data=data))
+            _decode_problem(row, shared_guard(decoder_name).check(decode_check, data=data))

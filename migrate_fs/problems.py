@@ -48,9 +48,15 @@ CATALOGUE: dict[str, Code] = {
              "The file or folder could not be opened or read (permissions, I/O error)."),
         Code("truncated", "error",
              "The file ends before a declared element or the pixel data ends."),
-        Code("missing_pixel_data", "error",
-             "The header describes an image (Rows, Columns) but there is no Pixel Data: "
-             "usually a file cut at an element boundary."),
+        Code("missing_pixel_data", "warning",
+             "The header describes an image (Rows, Columns, or an image SOP class) but there "
+             "is no Pixel Data: a header-only object an export left without pixels. Migrated "
+             "as it is (a new PACS accepts it) unless [problems] missing_pixel_data = "
+             "\"quarantine\" or profile = \"strict\"."),
+        Code("no_patient_study", "warning",
+             "The object's IOD has no Patient, Study or Series (a Color Palette, a Hanging "
+             "Protocol...): it is written under _no_patient/<SOP class>/, and a study-based "
+             "PACS will not index it."),
         Code("unreadable_header", "error",
              "The header could not be parsed (corrupt element structure, bad file meta)."),
         Code("unsupported_transfer_syntax", "error",
@@ -85,8 +91,16 @@ CATALOGUE: dict[str, Code] = {
              "is migrated, this one is skipped."),
         Code("transfer_syntax_variant", "skip",
              "Another object has the same SOPInstanceUID and the same image in another "
-             "transfer syntax; the lossless copy (duplicate_of) is migrated, this one skipped "
-             "([duplicates] variants)."),
+             "encoding, proven by decoding (equal pixel values for a lossless copy; equal "
+             "rows, columns, frames, samples and bits for a lossy one): the lossless copy "
+             "(duplicate_of) is migrated, this one skipped ([duplicates] variants)."),
+        Code("kept_over_variant", "warning",
+             "This copy was migrated and other encodings of the same image, under the same "
+             "SOPInstanceUID, were skipped (transfer_syntax_variant); the message names them."),
+        Code("kept_over_conflict", "warning",
+             "This copy was migrated although other objects with the same SOPInstanceUID "
+             "hold different content: [duplicates] conflict chose it (or gave the others new "
+             "UIDs); the message names the others and what differs."),
         Code("uid_conflict", "error",
              "Other objects have the same SOPInstanceUID and different content; the message "
              "says what differs ('differs' column). [duplicates] conflict decides: quarantine "
@@ -157,6 +171,10 @@ CATALOGUE: dict[str, Code] = {
         Code("lossy_compression", "warning",
              "The pixel data is or was lossy compressed (transfer syntax or "
              "LossyImageCompression 01); LossyImageCompression is kept as it is."),
+        Code("standard_element_as_un", "warning",
+             "Standard (non-private) elements of an explicit VR dataset are encoded with VR UN "
+             "although the dictionary knows their VR (the message names them): the header is "
+             "re-encoded and they are written with their dictionary VR (rule un_to_known_vr)."),
         Code("correction_conflict", "error",
              "The legacy database corrections give different values for this object's "
              "study, accession or patient; nothing was guessed."),

@@ -38,6 +38,7 @@ from migrate_fs.header import (
     ImagePixel,
     check_pixel_data,
     check_pixel_data_present,
+    check_un_elements,
     classify,
     declared_encoding,
     note_presence,
@@ -136,6 +137,7 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
     ds = read_dataset(fp, actual.is_implicit_vr, actual.is_little_endian,  # type: ignore[arg-type]
                       stop_when=lambda tag, vr, length: tag in PIXEL_DATA_TAGS)
     end = fp.tell()
+    un_tags = _un_tags(ds, fp, actual.is_implicit_vr)
     _check_complete(ds, fp, header)
     _finish(ds, header)
     broken = any(p.code in ("truncated", "unreadable_header") for p in header.problems)
@@ -143,11 +145,14 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
         after = _locate_pixel_data(fp, end, size, actual, header)
         if after is not None and after < size:  # elements after the pixel data: check them too
             fp.seek(after)
-            _check_complete(read_dataset(fp, actual.is_implicit_vr,  # type: ignore[arg-type]
-                                         actual.is_little_endian), fp, header)
+            tail = read_dataset(fp, actual.is_implicit_vr,  # type: ignore[arg-type]
+                                actual.is_little_endian)
+            un_tags += _un_tags(tail, fp, actual.is_implicit_vr)
+            _check_complete(tail, fp, header)
     check_pixel_data_present(header, header.pixel_data_offset is not None,
                               "Rows" in ds and "Columns" in ds)
     check_pixel_data(header, _image_pixel(ds), fp._fp)  # type: ignore[arg-type]
+    check_un_elements(header, un_tags)
 
 
 def _image_pixel(ds: Dataset) -> ImagePixel:
@@ -174,10 +179,35 @@ def _read_deflated(fp: _TruncationGuard, header: Header) -> None:
     inner = _TruncationGuard(io.BytesIO(inflated))  # type: ignore[arg-type]
     header.is_implicit_vr, header.is_little_endian = False, True
     ds = read_dataset(inner, False, True)  # type: ignore[arg-type]
+    un_tags = _un_tags(ds, inner, False)
     _check_complete(ds, inner, header)
     _finish(ds, header)
     check_pixel_data_present(header, any(t in ds._dict for t in PIXEL_DATA_TAGS),
                               "Rows" in ds and "Columns" in ds)
+    check_un_elements(header, un_tags)
+
+
+def _un_tags(ds: Dataset, fp: _TruncationGuard, implicit: bool) -> list[int]:
+    """The top-level elements of an explicit VR dataset encoded with VR UN, as the lean walker
+    notes them. Called before any value is read: pydicom replaces UN with the dictionary VR when
+    an element is first accessed (``config.replace_un_with_known_vr``), and already on read for
+    an undefined-length UN, which it parses as a sequence (``config.settings.infer_sq_for_un_vr``):
+    for those undefined-length sequences the VR is read back from the file."""
+    if implicit:
+        return []
+    found = []
+    for tag, elem in ds._dict.items():
+        if elem.VR == "UN":
+            found.append(int(tag))
+        elif elem.VR == "SQ" and getattr(elem, "is_undefined_length", False) \
+                and (value_at := getattr(elem, "file_tell", None)):
+            here = fp.tell()
+            fp.seek(value_at - 8)  # explicit VR: tag, VR, 2 reserved bytes, length
+            vr = fp._fp.read(2)
+            fp.seek(here)
+            if vr == b"UN":
+                found.append(int(tag))
+    return found
 
 
 def _check_complete(ds: Dataset, fp: _TruncationGuard, header: Header) -> None:

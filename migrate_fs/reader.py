@@ -46,6 +46,7 @@ from migrate_fs.header import (
     ImagePixel,
     check_pixel_data,
     check_pixel_data_present,
+    check_un_elements,
     classify,
     declared_encoding,
     note_presence,
@@ -157,6 +158,7 @@ def _walk(win: Window, offset: int, enc: Encoding, header: Header, *,
                               _ROWS in walk.values and _COLUMNS in walk.values)
     if locate_pixel_data:
         check_pixel_data(header, _image_pixel(walk, enc.is_little_endian), win.fp)
+    check_un_elements(header, walk.un_tags)
 
 
 def _image_pixel(walk: Walk, little: bool) -> ImagePixel:

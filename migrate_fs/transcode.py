@@ -5,7 +5,9 @@ dictionary, the length field takes its explicit VR form), values are copied byte
 for big endian sources, binary values are byte-swapped as their VR requires. Text is never
 decoded and re-encoded, so a wrong or missing Specific Character Set cannot change a byte.
 Sequences are written with undefined length. Group length elements are dropped, since their
-values no longer hold once headers change size; that is recorded as a change.
+values no longer hold once headers change size; that is recorded as a change. When asked
+(``known_vrs``: the object has the problem ``standard_element_as_un``), standard elements an
+explicit VR source encodes as UN are written with their dictionary VR, each a change.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pydicom.tag import Tag
 
 from migrate_fs import charsets
 from migrate_fs.charsets import CHARSET_VRS
-from migrate_fs.elements import ITEM, ITEM_END, SEQUENCE_END, UNDEFINED, Malformed
+from migrate_fs.elements import ITEM, ITEM_END, PIXEL_DATA_TAGS, SEQUENCE_END, UNDEFINED, Malformed
+from migrate_fs.values import NUL_TRIMMED_VRS
 
 # Bytes per value unit to swap when converting from big endian, by VR.
 SWAP_UNIT = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OF": 4, "OL": 4,
@@ -68,6 +71,24 @@ def dictionary_vr(tag: int) -> str:
         return "UN"
 
 
+# Text VRs: a value of odd length takes one pad byte (NUL for UI, a space for the others).
+PADDED_VRS = NUL_TRIMMED_VRS | {"UI"}
+
+
+def un_known_vr(tag: int, little: bool = True) -> str | None:
+    """The dictionary VR of a standard element an explicit VR source encodes as UN, or None
+    where it stays UN: private (odd group), file meta, group length or pixel data elements,
+    tags the dictionary does not know, and in a big endian source binary VRs (the byte order
+    of a UN value is not defined there; text has none)."""
+    group = tag >> 16
+    if group & 1 or group == 0x0002 or not tag & 0xFFFF or tag in PIXEL_DATA_TAGS:
+        return None
+    vr = dictionary_vr(tag)
+    if vr == "UN" or not little and vr not in PADDED_VRS:
+        return None
+    return vr
+
+
 def _resolve_ambiguous(tag: int, vr: str, value: bytes, context: dict[int, bytes]) -> str:
     """Pick one VR of 'US or SS', 'OB or OW', ... as pydicom's writer would."""
     ds = Dataset()
@@ -102,12 +123,14 @@ class Transcoder:
 
     ``edits`` (tag path -> VR and new encoded value) replace element values as they go by; a
     top-level edit whose element the source lacks is inserted in tag order
-    (:meth:`flush_inserts` writes those that remain at the end of the header).
+    (:meth:`flush_inserts` writes those that remain at the end of the header). ``known_vrs``
+    writes standard elements encoded as UN with their dictionary VR (:meth:`_un`).
     """
 
     def __init__(self, write: Write, implicit: bool, little: bool,
-                 edits: Edits | None = None) -> None:
+                 edits: Edits | None = None, known_vrs: bool = False) -> None:
         self.write, self.implicit, self.little = write, implicit, little
+        self.known_vrs = known_vrs
         self.edits = dict(edits or {})
         self._inserts = sorted((last_tag(p), p) for p in self.edits if "." not in p)
         self._head = struct.Struct("<HHI" if little else ">HHI")
@@ -143,6 +166,10 @@ class Transcoder:
                 self.changes.append(_change(path, tag, "group length", "(removed)",
                                             "drop_group_length"))
                 pos = value + length
+                continue
+            if vr == "UN" and self.known_vrs and not implicit and \
+                    (after := self._un(buf, tag, value, length, path)) is not None:
+                pos = after
                 continue
             if length == UNDEFINED:
                 pos = self._undefined(buf, tag, vr, value, path, implicit)
@@ -186,6 +213,61 @@ class Transcoder:
         self.write(encode_element_header(tag, vr, len(data)))
         self.write(data)
 
+    def _un(self, buf: bytes, tag: int, value: int, length: int, path: str) -> int | None:
+        """Write a standard element encoded as UN with its dictionary VR (ambiguous VRs
+        resolved as for any element), its value unchanged but for the padding the VR defines;
+        return the offset after it, or None where it stays UN: see :func:`un_known_vr`, and a
+        value too long for the VR's 16-bit length or a sequence whose items do not parse.
+
+        A UN sequence's items are implicit VR little endian (PS3.5 6.2.2, whether its length is
+        defined or not); they are re-encoded in explicit VR, as pydicom writes them."""
+        vr = un_known_vr(tag, self.little)
+        if vr is None:
+            return None
+        if length == UNDEFINED:
+            if vr != "SQ":
+                return None  # written as any undefined-length UN is (see _undefined)
+            self.changes.append(_change(path, tag, "UN", vr, "un_to_known_vr"))
+            return self._sequence(buf, tag, value, None, path, True)
+        end = value + length
+        if end > len(buf):
+            return None  # the caller reports it
+        data = buf[value:end]
+        if vr == "SQ":
+            return end if self._un_sequence(tag, data, path) else None
+        if " or " in vr:
+            vr = _resolve_ambiguous(tag, vr, data, self.context)
+        if vr in PADDED_VRS:
+            data = pad_text(vr, data)
+        if len(data) > 0xFFFF and vr not in VR_LENGTH_32:
+            return None
+        edit = self.edits.get(path + tag_text(tag)) if self.edits else None
+        if edit is None or edit[1] is not None:  # a removed element changes no VR
+            self.changes.append(_change(path, tag, "UN", vr, "un_to_known_vr"))
+        self._value(tag, vr, data, path, False)
+        return end
+
+    def _un_sequence(self, tag: int, data: bytes, path: str) -> bool:
+        """Write a defined-length UN value the dictionary calls a sequence as SQ, its items
+        re-encoded; False, with nothing written or recorded, when they do not parse as
+        implicit VR little endian items filling the value."""
+        parts: list[bytes] = []
+        write, changes, edits = self.write, len(self.changes), dict(self.edits)
+        self.write = parts.append
+        try:
+            end = self._sequence(data, tag, 0, len(data), path, True)
+        except (Malformed, struct.error, ValueError):
+            end = -1
+        finally:
+            self.write = write
+        if end != len(data):
+            del self.changes[changes:]
+            self.edits = edits
+            return False
+        self.changes.insert(changes, _change(path, tag, "UN", "SQ", "un_to_known_vr"))
+        write(b"".join(parts))
+        return True
+
     def _undefined(self, buf: bytes, tag: int, vr: str, pos: int, path: str,
                    implicit: bool) -> int:
         """An undefined-length value: a sequence (items transcoded) or items copied as they are."""
@@ -227,6 +309,16 @@ class Transcoder:
             index += 1
         self.write(SEQUENCE_STOP)
         return pos
+
+
+def pad_text(vr: str, value: bytes) -> bytes:
+    """A text value with the padding its VR defines: one byte to an even length (NUL for UI,
+    a space otherwise); a trailing NUL pad of a VR padded with spaces becomes a space."""
+    if len(value) & 1:
+        return value + (b"\x00" if vr == "UI" else b" ")
+    if vr != "UI" and value[-1:] == b"\x00":
+        return value[:-1] + b" "
+    return value
 
 
 def _change(path: str, tag: int, old: str, new: str, rule: str) -> Change:
@@ -300,10 +392,19 @@ def edits_for(row: dict[str, Any]) -> Edits:
     return edits
 
 
+UN_PROBLEM = "standard_element_as_un"
+
+
+def writes_known_vrs(row: dict[str, Any]) -> bool:
+    """Whether the object's standard elements encoded as UN are written with their dictionary
+    VR (its problems include ``standard_element_as_un``): then it is never spliced."""
+    return any(p["code"] == UN_PROBLEM for p in row.get("problems") or [])
+
+
 def transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
-                     sink: Sink) -> list[dict[str, Any]]:
+                     sink: Sink, known_vrs: bool = False) -> list[dict[str, Any]]:
     parts: list[bytes] = []
-    coder = Transcoder(parts.append, implicit, little, edits)
+    coder = Transcoder(parts.append, implicit, little, edits, known_vrs)
     coder.dataset(data, 0, len(data))
     coder.flush_inserts()
     sink.write(b"".join(parts))
@@ -312,11 +413,12 @@ def transcode_buffer(data: bytes, implicit: bool, little: bool, edits: Edits,
 
 def transcode(src: BinaryIO, row: dict[str, Any], sink: Sink, edits: Edits,
               pixel_sink: Sink | None = None) -> list[dict[str, Any]]:
-    """Re-encode the header (with the plan's changes); the pixel data element is copied (to
+    """Re-encode the header (with the plan's changes, standard UN elements with their
+    dictionary VR where :func:`writes_known_vrs`); the pixel data element is copied (to
     ``pixel_sink`` if given, so that it can be hashed apart)."""
     parts: list[bytes] = []  # collected and written at once: one hash update, one write
     coder = Transcoder(parts.append, bool(row["is_implicit_vr"]), bool(row["is_little_endian"]),
-                       edits)
+                       edits, writes_known_vrs(row))
     pixel, size = row["pixel_data_offset"], row["size"]
     header = src.read((pixel if pixel is not None else size) - row["dataset_offset"])
     coder.dataset(header, 0, len(header))

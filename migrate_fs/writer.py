@@ -2,11 +2,13 @@
 
 The output is preamble + regenerated file meta + the source dataset. An explicit VR little
 endian source (which includes every encapsulated transfer syntax) is copied byte for byte after
-its file meta: a splice, no element is decoded. Implicit VR and big endian sources go through
-:mod:`migrate_fs.transcode`; their pixel data value is copied in chunks, byte-swapped for big
-endian. Deflated sources are inflated as a stream. Bytes go to a temporary file in the target
-folder, hashed as they are written, and the file is linked into place only when complete, never
-over an existing file.
+its file meta: a splice, no element is decoded; unless the plan changes its header or it has
+standard elements encoded as UN (problem ``standard_element_as_un``: they are written with
+their dictionary VR), and then its header is re-encoded. Implicit VR and big endian sources go
+through :mod:`migrate_fs.transcode`; their pixel data value is copied in chunks, byte-swapped
+for big endian. Deflated sources are inflated as a stream. Bytes go to a temporary file in the
+target folder, hashed as they are written, and the file is linked into place only when
+complete, never over an existing file.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from migrate_fs.transcode import (
     encode_element_header,
     transcode,
     transcode_buffer,
+    writes_known_vrs,
 )
 
 OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
@@ -233,21 +236,21 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
     """Write the dataset in explicit VR little endian; return the changes this made.
 
     Without header changes an explicit VR little endian dataset is spliced and a deflated one
-    inflated as a stream; with changes (or another encoding) the header is re-encoded element
-    by element and the pixel data value copied.
+    inflated as a stream; with changes, standard elements encoded as UN (or another encoding)
+    the header is re-encoded element by element and the pixel data value copied.
     """
-    edits = edits_for(row)
+    edits, known_vrs = edits_for(row), writes_known_vrs(row)
     src.seek(row["dataset_offset"])
     if row["transfer_syntax"] == DeflatedExplicitVRLittleEndian:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        if edits:  # deflated datasets are small: inflate, then re-encode with the changes
+        if edits or known_vrs:  # deflated datasets are small: inflate, then re-encode
             data = inflater.decompress(src.read()) + inflater.flush()
-            return transcode_buffer(data, False, True, edits, sink)
+            return transcode_buffer(data, False, True, edits, sink, known_vrs)
         while chunk := src.read(CHUNK):
             sink.write(inflater.decompress(chunk))
         sink.write(inflater.flush())
         return []
-    if not row["is_implicit_vr"] and row["is_little_endian"] and not edits:
+    if not row["is_implicit_vr"] and row["is_little_endian"] and not edits and not known_vrs:
         copy_range(src, sink, None)
         return []
     return transcode(src, row, sink, edits)

@@ -81,7 +81,7 @@ def test_only_colliding_objects_are_hashed(export: Path, tmp_path: Path) -> None
     assert plan["unique.dcm"]["content_sha256"] is None
     alone = Run(export / "vol_a", tmp_path / "alone")  # no duplicates there
     info = json.loads((alone.manifests / alone.run / "run.json").read_text())
-    assert info["plan"]["content_hashes"] == {"objects": 0, "bytes_read": 0}
+    assert info["plan"]["content_hashes"] == {"objects": 0, "bytes_read": 0, "decoded": 0}
 
 
 def test_policies_keep_newest_or_all_and_drop_content_duplicates(export: Path,

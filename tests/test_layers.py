@@ -24,7 +24,7 @@ import import_graph  # noqa: E402
 TIERS: dict[int, tuple[str, set[str]]] = {
     0: ("catalogues", {"migrate_fs", "errors", "problems", "iostats"}),
     1: ("leaves", {"config", "charsets", "values", "pixels", "paths", "sources", "archives",
-                   "decode", "summary", "sample_export"}),
+                   "decode", "summary", "sample_export", "iods"}),
     2: ("codecs", {"elements", "transcode"}),
     3: ("stage logic", {"header", "scan", "reader", "pydicom_reader", "inventory", "writer",
                         "plan", "audit"}),

@@ -296,7 +296,9 @@ def test_default_config_file_round_trips_and_typos_are_errors(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="date_fromat"):
         parse_config({"rules": {"date_fromat": "fix"}})
     with pytest.raises(ConfigError, match="type 1"):
-        parse_config({"required": {"PatientID": "empty"}})
+        parse_config({"required": {"Modality": "empty"}})
+    with pytest.raises(ConfigError, match="profile"):
+        parse_config({"profile": "lenient"})
 
 
 def test_rules_command_prints_the_effective_set(tmp_path: Path,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common
+from migrate_fs.config import remedy
 from migrate_fs.pipeline import PlanDone
 from migrate_fs.summary import problem_counts, table_text, totals
 
@@ -23,12 +27,25 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def blocking_remedies(table: pa.Table) -> list[tuple[str, str]]:
+    """(reason, the configuration line that would change it) for the quarantine reasons of
+    the plan that a setting can change."""
+    quarantined = table.filter(pc.equal(table.column("action"), "quarantine"))
+    reasons = sorted(set(quarantined.column("reason").to_pylist()) - {None})
+    return [(code, line) for code in reasons if (line := remedy(code)) is not None]
+
+
 def report(done: PlanDone, args: argparse.Namespace) -> None:
     hashed = done.hashed or {"objects": 0, "bytes_read": 0}
     print(f"plan: {totals(done.table)}")
     print(f"content hashes: {hashed['objects']} objects (their UID or pixel signature collides), "
-          f"{hashed['bytes_read'] / 1e6:.1f} MB read")
+          f"{hashed['bytes_read'] / 1e6:.1f} MB read; {hashed.get('decoded', 0)} objects decoded "
+          "to prove variants")
     print(table_text(done.table, ["action", "reason"]))
+    remedies = blocking_remedies(done.table)
+    if remedies:
+        print("to migrate them instead (a rules.toml line; `migrate-fs rules --defaults`):")
+        print("\n".join(f"  {code}: {line}" for code, line in remedies))
     problems = problem_counts(done.table)
     if problems:
         print("problems found (objects per code, including those fixed or only recorded):")

@@ -10,12 +10,14 @@ or an output file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from migrate_fs.config import Config
+from migrate_fs.decode import DecodeOutcome
 from migrate_fs.iostats import bytes_read_so_far
 from migrate_fs.plan.corrections import apply_corrections
 from migrate_fs.plan.decide import (
@@ -28,6 +30,7 @@ from migrate_fs.plan.decide import (
 )
 from migrate_fs.plan.duplicates import Hashes
 from migrate_fs.plan.hashes import Digest, read_hashes
+from migrate_fs.plan.proof import Fingerprints, read_fingerprints
 
 __all__ = ["DECISION_INPUT", "DECISIONS", "Planned", "attach", "make_plan",
            "output_transfer_syntax"]
@@ -38,7 +41,8 @@ class Planned:
 
     decisions: pa.Table  # the DECISIONS columns
     orphans: pa.Table | None  # corrections rows that match no object (None without corrections)
-    hashed: dict[str, int] = field(default_factory=lambda: {"objects": 0, "bytes_read": 0})
+    hashed: dict[str, int] = field(
+        default_factory=lambda: {"objects": 0, "bytes_read": 0, "decoded": 0})
 
     def table(self, inventory: pa.Table) -> pa.Table:
         """The plan table: ``inventory`` (the same rows, all columns) with its decisions."""
@@ -46,13 +50,15 @@ class Planned:
 
 
 def make_plan(inventory: pa.Table, config: Config | None = None,
-              corrections: pa.Table | None = None, hashes: Hashes = read_hashes) -> Planned:
+              corrections: pa.Table | None = None, hashes: Hashes = read_hashes,
+              fingerprints: Fingerprints | None = None) -> Planned:
     """Decide for every row of ``inventory`` (at least its DECISION_INPUT columns).
 
     ``corrections`` is the legacy database's corrections table (see
     :func:`migrate_fs.plan.corrections.load_corrections`); ``hashes`` reads content hashes for
-    the rows it is given (default: from the sources). The objects hashed and the bytes that
-    read are in ``Planned.hashed``.
+    the rows it is given (default: from the sources) and ``fingerprints`` decodes them to prove
+    variants (default: in the guarded decoder process). The objects hashed, the bytes that
+    read and the objects decoded are in ``Planned.hashed``.
     """
     narrow = inventory.select(DECISION_INPUT)
     applied = apply_corrections(narrow.select(CORRECTION_INPUT), corrections) \
@@ -66,5 +72,10 @@ def make_plan(inventory: pa.Table, config: Config | None = None,
         planned.hashed["bytes_read"] += bytes_read_so_far() - before
         return found
 
-    planned.decisions = decide(narrow, config, applied, counted)
+    def decoded(rows: list[dict[str, Any]]) -> dict[str, DecodeOutcome]:
+        planned.hashed["decoded"] += len(rows)
+        return (fingerprints or functools.partial(
+            read_fingerprints, decoder=(config or Config()).decoder or None))(rows)
+
+    planned.decisions = decide(narrow, config, applied, counted, decoded)
     return planned

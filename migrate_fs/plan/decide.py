@@ -11,6 +11,7 @@ Python-level work is done once per distinct patient, study and series value, not
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,21 +19,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
+from migrate_fs import iods
 from migrate_fs.config import Config, Policy
 from migrate_fs.paths import sanitize_component
 from migrate_fs.plan.corrections import Applied
 from migrate_fs.plan.duplicates import DUPLICATE_INPUT, Decisions, Hashes, decide_duplicates
 from migrate_fs.plan.hashes import read_hashes
+from migrate_fs.plan.proof import Fingerprints, read_fingerprints
 from migrate_fs.plan.rules import RuleInput, RuleOutput, apply_rules
 from migrate_fs.problems import CATALOGUE, CHANGE, PROBLEM, blocks
 from migrate_fs.values import generated_uid
 
+NO_PATIENT = "_no_patient"  # the output folder of objects whose IOD has no patient
 NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
                    DeflatedExplicitVRLittleEndian]
 SKIPPING = pa.array(sorted(c for c, code in CATALOGUE.items() if code.severity == "skip"))
@@ -50,7 +55,7 @@ DECISION_INPUT = sorted({"object_id", "locator", "size", "kind", "problems", "pa
                          "specific_character_set", "modality", "series_number",
                          "accession_number", "study_date", "patient_name",
                          "issuer_of_patient_id", "patient_birth_date", "patient_sex",
-                         *DUPLICATE_INPUT})
+                         "sop_class_uid", "study_time", *DUPLICATE_INPUT})
 DECISIONS = ["problems", "output_patient_id", "output_study_instance_uid",
              "output_series_instance_uid", "output_sop_instance_uid", "action", "reason",
              "output_path", "output_transfer_syntax", "duplicate_of", "duplicate_group",
@@ -70,12 +75,15 @@ def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
 
 
 def decide(table: pa.Table, config: Config | None = None,
-           corrections: Applied | None = None, hashes: Hashes = read_hashes) -> pa.Table:
+           corrections: Applied | None = None, hashes: Hashes = read_hashes,
+           fingerprints: Fingerprints | None = None) -> pa.Table:
     """The decision columns (see DECISIONS) for each row of ``table``, in the same row order.
 
     ``corrections`` is the legacy database's corrections applied to the same rows
     (:func:`migrate_fs.plan.corrections.apply_corrections` on the CORRECTION_INPUT columns);
-    ``hashes`` computes content hashes (default: read the objects, see migrate_fs/content.py).
+    ``hashes`` computes content hashes (default: read the objects, see :mod:`.hashes`);
+    ``fingerprints`` decodes objects to prove variants (default: in the guarded decoder process
+    with the configured decoder, see :mod:`.proof`).
     "First" (of duplicates) means first in locator order, whatever order the rows come in.
     """
     config = config or Config()
@@ -88,8 +96,9 @@ def decide(table: pa.Table, config: Config | None = None,
     added: dict[int, list[tuple[str, str]]] = {}
     per_row, ids = _rule_decisions(table, candidate, reason, added, config, corrections)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
+    decode = fingerprints or functools.partial(read_fingerprints, decoder=config.decoder or None)
     dups = decide_duplicates(table, candidate, ids["sop_instance_uid"], order, per_row, config,
-                             hashes)
+                             hashes, decode)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     for row, code in dups.reason.items():
         reason[row] = code
@@ -99,7 +108,15 @@ def decide(table: pa.Table, config: Config | None = None,
     for row, found in dups.problems.items():
         added.setdefault(row, []).extend(found)
     _new_uids(dups, ids, per_row, config)
-    path = _output_paths(ids, candidate)
+    path, outside = _output_paths(ids, candidate, table.column("sop_class_uid").combine_chunks())
+    stops = blocks("no_patient_study", policies)
+    for row in np.flatnonzero(outside).tolist():
+        where = "quarantined" if stops else f"written under {NO_PATIENT}/"
+        added.setdefault(row, []).append(("no_patient_study", f"the IOD has no patient, study or "
+                                          f"series: {where}; a study-based PACS will not index "
+                                          "it"))
+        if stops:
+            reason[row], candidate[row] = "no_patient_study", False
     object_id = table.column("object_id").combine_chunks()
     later, kept = _later_copies(pc.utf8_lower(path), order[candidate[order]])
     reason[later] = "output_path_collision"
@@ -171,7 +188,7 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
     if len(rows):
         take = pa.array(rows)
         columns = {c: table.column(c).take(take).to_pylist() for c in
-                   ("elements", "missing", "empty", "specific_character_set",
+                   ("elements", "missing", "empty", "specific_character_set", "sop_class_uid",
                     *CONTEXT_COLUMNS.values())}
         cache: dict[RuleInput, RuleOutput] = {}
         generated = {k for k, how in config.required.items() if how == "generate"}
@@ -185,7 +202,8 @@ def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
                 empty=tuple(columns["empty"][i] or ()),
                 context=tuple((k, columns[c][i]) for k, c in CONTEXT_COLUMNS.items())
                 if lacking & generated else (),
-                corrections=tuple(corrected[row]) if corrected else ())
+                corrections=tuple(corrected[row]) if corrected else (),
+                sop_class=columns["sop_class_uid"][i])
             result = cache.get(obj)
             if result is None:
                 result = cache[obj] = apply_rules(obj, config)
@@ -235,7 +253,9 @@ CORRECTION_INPUT = ["study_instance_uid", "accession_number", "patient_id", "pat
                     "issuer_of_patient_id", "patient_birth_date", "patient_sex"]
 CONTEXT_COLUMNS = {"StudyInstanceUID": "study_instance_uid", "Modality": "modality",
                    "SeriesNumber": "series_number", "PatientID": "patient_id",
-                   "AccessionNumber": "accession_number", "StudyDate": "study_date"}
+                   "AccessionNumber": "accession_number", "StudyDate": "study_date",
+                   "StudyTime": "study_time", "SeriesInstanceUID": "series_instance_uid",
+                   "SOPInstanceUID": "sop_instance_uid"}
 
 
 def _has_rule_input(table: pa.Table, corrected: list[list[Any]]) -> np.ndarray:
@@ -291,14 +311,30 @@ def _sanitized(values: pa.Array) -> pa.Array:
     return names.take(encoded.indices)
 
 
-def _output_paths(ids: dict[str, pa.Array], candidate: np.ndarray,
-                  chunk: int = 500_000) -> pa.Array:
-    """``P/ST/SE/SOP.dcm`` from the output identifiers of the candidate rows (null elsewhere)."""
+def _outside_tree(sop_classes: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Per row: whether its IOD has no Patient entity (a Color Palette, a hanging protocol...),
+    and the folder such an object goes to, ``_no_patient/<SOP class keyword>``."""
+    encoded = pc.dictionary_encode(sop_classes, null_encoding="encode")
+    classes = encoded.dictionary.to_pylist()
+    flags = np.array([not iods.has_entity(c, "Patient") for c in classes], dtype=bool)
+    folders = pa.array([f"{NO_PATIENT}/{sanitize_component(UID(c or '').keyword or c)}"
+                        for c in classes], pa.string())
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    return (flags[indices] if len(classes) else np.zeros(len(sop_classes), dtype=bool),
+            folders.take(encoded.indices))
+
+
+def _output_paths(ids: dict[str, pa.Array], candidate: np.ndarray, sop_classes: pa.Array,
+                  chunk: int = 500_000) -> tuple[pa.Array, np.ndarray]:
+    """``P/ST/SE/SOP.dcm`` from the output identifiers of the candidate rows (null elsewhere);
+    ``_no_patient/<SOP class>/SOP.dcm`` for objects whose IOD has no patient (their rows are
+    the mask returned)."""
     n = len(candidate)
     rows = np.flatnonzero(candidate)
     if len(rows) == 0:
-        return pa.nulls(n, pa.string())
+        return pa.nulls(n, pa.string()), np.zeros(n, dtype=bool)
     take = pa.array(rows)
+    outside, folders = _outside_tree(sop_classes.take(take))
     parts = [_sanitized(ids[c].take(take)) for c in
              ("patient_id", "study_instance_uid", "series_instance_uid")]
     sop_uids = ids["sop_instance_uid"].take(take)
@@ -306,10 +342,13 @@ def _output_paths(ids: dict[str, pa.Array], candidate: np.ndarray,
         pa.array([sanitize_component(v) + ".dcm" for v in
                   sop_uids.slice(i, chunk).to_pylist()], pa.string())
         for i in range(0, len(sop_uids), chunk)])
-    joined = pc.binary_join_element_wise(*parts, sop, "/")
+    joined = pc.if_else(pa.array(outside), pc.binary_join_element_wise(folders, sop, "/"),
+                        pc.binary_join_element_wise(*parts, sop, "/"))
     position = np.full(n, -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
-    return _take_or_null(joined, position)
+    mask = np.zeros(n, dtype=bool)
+    mask[rows[outside]] = True
+    return _take_or_null(joined, position), mask
 
 
 def _later_copies(key: pa.ChunkedArray | pa.Array, rows: np.ndarray

@@ -2,16 +2,18 @@
 
 1. Same SOPInstanceUID, same content (see :mod:`migrate_fs.plan.hashes`): one copy is migrated, the
    others are ``skip_duplicate`` (reason ``duplicate``) with ``duplicate_of`` the kept copy.
-2. Same SOPInstanceUID, different content. Copies that differ only in their encoding of the
-   pixel data (each distinct content in another transfer syntax, differing only in the pixel
-   data and the attributes that describe its encoding, :data:`PIXEL_ENCODING`: the lossless
-   and lossy copies of one image) are *variants*: by default the lossless copy is kept (native
-   or lossless compression; the first in locator order among equals) and the others are
-   ``skip_duplicate`` (reason ``transfer_syntax_variant``). Anything else is a *conflict*
-   (reason ``uid_conflict``): by default every copy is quarantined; ``[duplicates] conflict``
-   can keep the newest (by InstanceCreationDate/Time or by file time) or the copy the legacy
-   database lists, and quarantine the rest, or keep all, giving the later copies new
-   deterministic SOPInstanceUIDs.
+2. Same SOPInstanceUID, different content. Copies that differ only in the pixel data and the
+   attributes that describe its encoding (:data:`PIXEL_ENCODING`) are *variants* when decoding
+   proves it (:mod:`migrate_fs.plan.proof`): the decoded values of every lossless copy are
+   equal, and every lossy copy decodes to the same geometry. The first lossless copy in
+   locator order among them is kept (``kept_over_variant``) and the others are
+   ``skip_duplicate`` (reason ``transfer_syntax_variant``); a lossy copy that does not decode
+   is quarantined (``decode_failed``). Anything else is a *conflict* (reason
+   ``uid_conflict``): by default every copy is quarantined; ``[duplicates] conflict`` can keep
+   the newest (by InstanceCreationDate/Time or by file time) or the copy the legacy database
+   lists (``kept_over_conflict``), and quarantine the rest, or keep all, giving the later copies
+   new deterministic SOPInstanceUIDs. Locator order never chooses between different contents:
+   a policy that cannot choose keeps none.
 3. Different SOPInstanceUID, same content (same pixel data and identifying attributes): the
    later copies get ``content_duplicate`` (a warning) and are migrated, or skipped when
    ``[duplicates] content_duplicates = "skip"``.
@@ -38,6 +40,7 @@ from migrate_fs.config import Config
 from migrate_fs.errors import ConfigError
 from migrate_fs.pixels import lossy
 from migrate_fs.plan.hashes import HASH_INPUT, Digest
+from migrate_fs.plan.proof import Fingerprints
 from migrate_fs.transcode import last_tag
 
 # Identifying attributes that, with the pixel data, make two objects "the same image".
@@ -76,7 +79,7 @@ class Decisions:
 
 def decide_duplicates(table: pa.Table, candidate: np.ndarray, sop_uids: pa.Array,
                       order: np.ndarray, changes: dict[int, list[Any]], config: Config,
-                      hashes: Hashes) -> Decisions:
+                      hashes: Hashes, fingerprints: Fingerprints) -> Decisions:
     """Classify the candidate rows' duplicates (see the module docstring)."""
     out = Decisions()
     rows = order[candidate[order]]  # candidates in priority (locator) order
@@ -102,7 +105,8 @@ def decide_duplicates(table: pa.Table, candidate: np.ndarray, sop_uids: pa.Array
             out.reason[row] = "unreadable_source"
             out.note(row, "unreadable_source", f"content hash: {result}")
     for group in uid_groups:
-        _uid_group([r for r in group if r in digests], digests, by_row, sop_uids, config, out)
+        _uid_group([r for r in group if r in digests], digests, by_row, sop_uids, config,
+                   fingerprints, out)
     for group in signature_groups:
         _signature_group([r for r in group if r in digests and r not in out.reason], digests,
                          by_row, config, out)
@@ -138,7 +142,8 @@ def _lossless(ts: str | None, lossy_flag: str | None) -> bool:
 
 
 def _uid_group(group: list[int], digests: dict[int, Digest], rows: dict[int, dict[str, Any]],
-               sop_uids: pa.Array, config: Config, out: Decisions) -> None:
+               sop_uids: pa.Array, config: Config, fingerprints: Fingerprints,
+               out: Decisions) -> None:
     """One SOPInstanceUID held by several objects: identical copies, variants or a conflict."""
     if len(group) < 2:
         return
@@ -155,59 +160,149 @@ def _uid_group(group: list[int], digests: dict[int, Digest], rows: dict[int, dic
         out.kind[group[0]] = "identical"
         return
     heads = list(distinct.values())
-    syntaxes = [rows[r]["transfer_syntax"] for r in heads]
     base = heads[0]
     for row in group:
         out.differs[row] = _differs(digests[base], digests[row], rows[base], rows[row])
-    encodings_only = all(set(out.differs[r]) <= PIXEL_ENCODING for r in heads)
-    if len(set(syntaxes)) == len(heads) and encodings_only and config.variants == "keep_lossless":
-        keep = next((r for r in heads if _lossless(rows[r]["transfer_syntax"], None)), base)
-        for row in heads:
-            out.kind[row] = "variant"
-            if row != keep:
-                _skip(out, row, keep, "transfer_syntax_variant",
-                      f"the same image as object {rows[keep]['object_id']} in "
-                      f"{UID(rows[keep]['transfer_syntax'] or '').name}; this copy is "
-                      f"{UID(rows[row]['transfer_syntax'] or '').name}")
-        return
-    _conflict(heads, digests, rows, config, out)
-    for row in group:  # identical copies of a quarantined content are quarantined with it
+    for row in group:  # the first copy differs from the others in all they differ in
+        if not out.differs[row]:
+            out.differs[row] = list(dict.fromkeys(n for r in heads for n in out.differs[r]))
+    why = "they differ in more than the pixel data's encoding"
+    if all(set(out.differs[r]) <= PIXEL_ENCODING for r in heads):
+        if config.variants != "keep_lossless":
+            why = "[duplicates] variants = \"conflict\""
+        else:
+            proof = _prove_variants(heads, rows, fingerprints)
+            if isinstance(proof, Variants):
+                _variants(proof, rows, out)
+                return
+            why = proof
+    _conflict(heads, digests, rows, config, out, why)
+    _follow_conflicts(group, rows, out)
+
+
+def _follow_conflicts(group: list[int], rows: dict[int, dict[str, Any]], out: Decisions) -> None:
+    """Identical copies of a quarantined content are quarantined with it."""
+    for row in group:
         if out.kind.get(row) == "identical" and \
                 out.reason.get(out.duplicate_of[row]) == "uid_conflict":
             out.reason[row] = "uid_conflict"
             out.skip.discard(row)
+            out.note(row, "uid_conflict", f"an identical copy of object "
+                     f"{rows[out.duplicate_of[row]]['object_id']}, which is in conflict")
+
+
+@dataclass
+class Variants:
+    """Encodings of one image, proven by decoding: the copy to keep and what the others are."""
+
+    keep: int
+    skipped: list[int]
+    undecodable: dict[int, str]  # lossy copies that do not decode -> why
+
+
+def _prove_variants(heads: list[int], rows: dict[int, dict[str, Any]],
+                    fingerprints: Fingerprints) -> Variants | str:
+    """Variants when decoding proves them (lossless copies: equal decoded values; lossy
+    copies: the geometry of the lossless one); else why not, for the conflict message."""
+    lossless = [r for r in heads if _lossless(rows[r]["transfer_syntax"], None)]
+    if not lossless:
+        return "no lossless copy shows that the lossy copies hold one image"
+    found = fingerprints([rows[r] for r in heads])
+    outcome = {r: found[rows[r]["object_id"]] for r in heads}
+    for row in lossless:
+        if outcome[row].code:
+            return (f"object {rows[row]['object_id']} could not be decoded to compare its "
+                    f"pixel values ({outcome[row].code}: {outcome[row].message})")
+    if len({outcome[r].values_sha256 for r in lossless}) > 1:
+        return "their decoded pixel values differ"
+    keep, undecodable = lossless[0], {}
+    for row in heads:
+        if row in lossless:
+            continue
+        if outcome[row].code:
+            undecodable[row] = f"{outcome[row].code}: {outcome[row].message}"
+        elif outcome[row].geometry != outcome[keep].geometry:
+            return (f"the lossy copy {rows[row]['object_id']} has frames, shape and type "
+                    f"{outcome[row].geometry}, the lossless one {outcome[keep].geometry}")
+    return Variants(keep, [r for r in heads if r != keep], undecodable)
+
+
+def _variants(proof: Variants, rows: dict[int, dict[str, Any]], out: Decisions) -> None:
+    keep = rows[proof.keep]
+    kept_syntax = UID(keep["transfer_syntax"] or "").name
+    for row in [proof.keep, *proof.skipped]:
+        out.kind[row] = "variant"
+    for row in proof.skipped:
+        syntax = UID(rows[row]["transfer_syntax"] or "").name
+        if row in proof.undecodable:
+            out.reason[row] = "decode_failed"
+            out.duplicate_of[row] = proof.keep
+            out.note(row, "decode_failed", f"a lossy copy ({syntax}) of object "
+                     f"{keep['object_id']} whose pixel data does not decode "
+                     f"({proof.undecodable[row]}); object {keep['object_id']} is migrated")
+            continue
+        _skip(out, row, proof.keep, "transfer_syntax_variant",
+              f"the same image as object {keep['object_id']} in {kept_syntax}, proven by "
+              f"decoding; this copy is {syntax}")
+    others = ", ".join(f"{rows[r]['object_id']} ({UID(rows[r]['transfer_syntax'] or '').name})"
+                       for r in proof.skipped)
+    out.note(proof.keep, "kept_over_variant", f"kept ({kept_syntax}, lossless) over the other "
+             f"encodings of this image: {others}")
 
 
 def _conflict(heads: list[int], digests: dict[int, Digest], rows: dict[int, dict[str, Any]],
-              config: Config, out: Decisions) -> None:
+              config: Config, out: Decisions, why: str) -> None:
     """Distinct contents under one SOPInstanceUID, decided by ``[duplicates] conflict``."""
     policy = config.conflict
-    keep: int | None = None
-    if policy == "keep_newest_instance":
-        keep = max(heads, key=lambda r: (rows[r]["instance_creation_date"] or "",
-                                         rows[r]["instance_creation_time"] or "", -heads.index(r)))
-    elif policy == "keep_newest_file":
-        keep = max(heads, key=lambda r: (rows[r]["mtime_ns"] or 0, -heads.index(r)))
-    elif policy == "keep_all":
-        keep = heads[0]
-    elif policy == "keep_legacy_db":
-        listed = [r for r in heads if listed_in_legacy_db(rows[r]["locator"], config)]
-        keep = listed[0] if len(listed) == 1 else None
+    keep, tie = _policy_choice(heads, rows, config)
     for row in heads:
         out.kind[row] = "conflict"
         what = ", ".join(out.differs[row] or out.differs[heads[0]]) or "content"
         message = (f"{len(heads)} different objects share SOPInstanceUID {out.group[row]}; "
-                   f"they differ in {what}")
-        if policy == "keep_all" and row != keep:
-            out.new_uid[row] = digests[row].content
-            out.note(row, "uid_conflict", message + "; this copy gets a new SOPInstanceUID")
+                   f"they differ in {what} ({why})")
+        others = ", ".join(rows[r]["object_id"] for r in heads if r != row)
+        if policy == "keep_all":
+            note = "this copy keeps the SOPInstanceUID" if row == heads[0] else \
+                "this copy gets a new SOPInstanceUID"
+            if row != heads[0]:
+                out.new_uid[row] = digests[row].content
+            out.note(row, "kept_over_conflict", f"{message}; {note} (policy keep_all; the "
+                     f"others: {others})")
         elif row == keep:
-            out.note(row, "uid_conflict", message + f"; kept by policy {policy}")
+            out.note(row, "kept_over_conflict", f"{message}; kept by policy {policy} over "
+                     f"{others}")
         else:
             out.reason[row] = "uid_conflict"
-            out.note(row, "uid_conflict", message)
+            out.note(row, "uid_conflict", message + (f"; {tie}" if tie else ""))
             if keep is not None:
                 out.duplicate_of[row] = keep
+
+
+def _policy_choice(heads: list[int], rows: dict[int, dict[str, Any]],
+                   config: Config) -> tuple[int | None, str]:
+    """The copy ``[duplicates] conflict`` keeps (None: quarantine all), and, when the policy
+    could not choose, why. Locator order never decides between different contents."""
+    policy = config.conflict
+    if policy in ("quarantine", "keep_all"):
+        return None, ""
+    if policy == "keep_legacy_db":
+        listed = [r for r in heads if listed_in_legacy_db(rows[r]["locator"], config)]
+        if len(listed) == 1:
+            return listed[0], ""
+        return None, (f"policy keep_legacy_db: the legacy database lists {len(listed)} of the "
+                      "copies, not one")
+
+    def key(row: int) -> tuple[Any, ...]:
+        if policy == "keep_newest_instance":
+            return (rows[row]["instance_creation_date"] or "",
+                    rows[row]["instance_creation_time"] or "")
+        return (rows[row]["mtime_ns"] or 0,)
+
+    newest = max(key(r) for r in heads)
+    best = [r for r in heads if key(r) == newest]
+    if len(best) == 1:
+        return best[0], ""
+    return None, f"policy {policy}: {len(best)} copies are equally new, none is kept"
 
 
 def listed_in_legacy_db(locator: str, config: Config) -> bool:

@@ -26,13 +26,19 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs.archives import STREAM_ERRORS, iter_members
 from migrate_fs.elements import UNDEFINED, Window, decode_element_header, skip_items
-from migrate_fs.transcode import edits_for, tag_text, transcode, transcode_buffer
+from migrate_fs.transcode import (
+    edits_for,
+    tag_text,
+    transcode,
+    transcode_buffer,
+    writes_known_vrs,
+)
 
 DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
 # Columns of a plan row that hashing needs.
 HASH_INPUT = ["object_id", "locator", "size", "archive", "archive_volumes", "member_offset",
               "transfer_syntax", "is_implicit_vr", "is_little_endian", "dataset_offset",
-              "pixel_data_offset", "pixel_data_length", "specific_character_set"]
+              "pixel_data_offset", "pixel_data_length", "specific_character_set", "problems"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ def digest(src: BinaryIO, row: dict[str, Any]) -> Digest:
     src.seek(row["dataset_offset"])
     if row["transfer_syntax"] == DeflatedExplicitVRLittleEndian:
         data = zlib.decompress(src.read(), -zlib.MAX_WBITS)
-        transcode_buffer(data, False, True, edits, header)
+        transcode_buffer(data, False, True, edits, header, writes_known_vrs(row))
         return _digest(b"".join(header.parts), None)
     pixel = _Hasher()
     transcode(src, row, header, edits, pixel_sink=pixel)

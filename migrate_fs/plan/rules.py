@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.uid import UID_dictionary
 
-from migrate_fs import charsets, values
+from migrate_fs import charsets, iods, values
 from migrate_fs.charsets import CHARSET_VRS
-from migrate_fs.config import RULES, TYPE_1, Config
+from migrate_fs.config import RULES, Config
 from migrate_fs.transcode import SPECIFIC_CHARACTER_SET, dictionary_vr, last_tag, tag_text
 
 UTF8_TERM = "ISO_IR 192"
@@ -51,6 +51,7 @@ class RuleInput:
     # For generated UIDs: (keyword, value) of attributes they are derived from.
     context: tuple[tuple[str, str | None], ...] = ()
     corrections: tuple[Change, ...] = ()
+    sop_class: str | None = None  # what the IOD requires depends on it (migrate_fs.iods)
 
 
 @dataclass
@@ -123,9 +124,14 @@ def _charset_problem(charset: charsets.CharacterSet, rule: str, needs_decoding: 
                             "\\".join(charset.declared), new, "character_set"))
         out.problems.append((charset.problem, f"fixed: {charset.message}", False))
         return True
-    if not needs_decoding:
-        out.problems.append((charset.problem, f"{charset.message} (all text is ASCII: nothing "
-                             "depends on it)", False))
+    if not needs_decoding:  # nothing depends on it: normalized, not copied
+        declared = "\\".join(charset.declared)
+        normal = "\\".join(charset.terms) if charset.terms and charset.dicom_terms else None
+        out.changes.append((SPECIFIC_CHARACTER_SET, "SpecificCharacterSet", declared, normal,
+                            "character_set"))
+        done = f"set to {normal!r}" if normal else "removed (the default repertoire)"
+        out.problems.append((charset.problem, f"fixed: {charset.message}; all text is ASCII, "
+                             f"so SpecificCharacterSet is {done}", False))
         return True
     out.problems.append((charset.problem, charset.message or "", rule == "quarantine"))
     return rule != "quarantine"
@@ -183,40 +189,78 @@ def _uid_findings(path: str, keyword: str, value: str, config: Config) -> list[v
 
 
 def _required(obj: RuleInput, config: Config, out: RuleOutput) -> None:
-    """Absent attributes (empty ones for type 1) handled as [required] says."""
+    """Attributes the object's IOD requires that are missing (absent; or empty, for Type 1),
+    handled as [required] says. Type 3 and conditional (1C, 2C) attributes are not checked."""
     context = dict(obj.context)
-    lacking = [(k, None) for k in obj.missing] + [(k, "") for k in obj.empty if k in TYPE_1]
+    types = iods.requirements(obj.sop_class)
+    iod = iods.iod_of(obj.sop_class) or "the generic image IOD (SOP class not in the tables)"
+    lacking = [(k, None) for k in obj.missing] + [(k, "") for k in obj.empty]
     for keyword, old in lacking:
+        kind = types.get(keyword)
         how = config.required.get(keyword)
-        if how is None:
+        if how is None or kind not in ("1", "2"):
             continue
-        state = "absent" if old is None else "empty"
+        state = f"{'absent' if old is None else 'empty'} (Type {kind} in {iod})"
+        if kind == "2" and old is not None:  # empty is allowed; an empty PatientID is news
+            if keyword in EMPTY_REPORTED:
+                out.problems.append(("missing_attribute", f"{keyword} is {state}: allowed, "
+                                     "migrated as it is; the new PACS files it under an empty "
+                                     f"{keyword}", False))
+            continue
         tag = _tag_path(keyword)
-        if how == "empty":
-            if old is None:
-                out.changes.append((tag, keyword, None, "", "required_attributes"))
-            continue
-        if how.startswith("value:"):
+        if how == "empty" and kind == "2":
+            out.changes.append((tag, keyword, None, "", "required_attributes"))
+            out.problems.append(("missing_attribute", f"fixed: {keyword} {state}; added "
+                                 "without a value", False))
+        elif how.startswith("value:"):
             out.changes.append((tag, keyword, old, how[len("value:"):], "required_attributes"))
             out.problems.append(("missing_attribute", f"fixed: {keyword} {state}; set to "
                                  f"{how[len('value:'):]!r}", False))
         elif how == "generate":
-            parts = _generation_parts(keyword, context)
-            new = values.generated_uid(config.namespace, keyword, *parts)
+            new, basis = _generated(keyword, context, config.namespace)
             out.changes.append((tag, keyword, old, new, "required_attributes"))
             out.problems.append(("missing_attribute", f"fixed: {keyword} {state}; generated "
-                                 f"from {', '.join(p or '-' for p in parts)}", False))
+                                 f"{basis}", False))
         else:
-            out.problems.append(("missing_attribute", f"{keyword} is {state}",
+            hint = f'; [required] {keyword} = "generate" or "warn" migrates it' \
+                if keyword in GENERATED_FROM else f'; [required] {keyword} = "warn" migrates it'
+            out.problems.append(("missing_attribute", f"{keyword} is {state}"
+                                 + (hint if how == "quarantine" else "; migrated as it is"),
                                  how == "quarantine"))
 
 
-GENERATED_FROM = {"SeriesInstanceUID": ("StudyInstanceUID", "Modality", "SeriesNumber"),
-                  "StudyInstanceUID": ("PatientID", "AccessionNumber", "StudyDate")}
+# Type 2 attributes whose empty value (allowed) is still reported: a PACS files by them.
+EMPTY_REPORTED = frozenset({"PatientID"})
+# What a generated UID derives from, in order of preference: values that identify the study
+# (or series) when there are some; else the object's next level down, so that a generated UID
+# never merges objects that nothing says belong together.
+GENERATED_FROM: dict[str, tuple[tuple[str, ...], ...]] = {
+    "StudyInstanceUID": (("PatientID", "AccessionNumber", "StudyDate", "StudyTime"),
+                         ("SeriesInstanceUID",), ("SOPInstanceUID",)),
+    "SeriesInstanceUID": (("StudyInstanceUID", "Modality", "SeriesNumber"),
+                          ("SOPInstanceUID",)),
+}
+# Of those, the values that identify the study (series) itself: without one of them, the
+# values above it (the patient, the study) say nothing about which study (series) this is.
+IDENTIFYING = {"StudyInstanceUID": {"AccessionNumber", "StudyDate", "StudyTime"},
+               "SeriesInstanceUID": {"SeriesNumber"}}
 
 
-def _generation_parts(keyword: str, context: dict[str, str | None]) -> list[str]:
-    return [context.get(k) or "" for k in GENERATED_FROM[keyword]]
+def _generated(keyword: str, context: dict[str, str | None], namespace: str) -> tuple[str, str]:
+    """A deterministic UID for a missing study or series UID, and what it was derived from."""
+    for basis in GENERATED_FROM[keyword]:
+        parts = [context.get(k) or "" for k in basis]
+        usable = any(context.get(k) for k in basis if k in IDENTIFYING[keyword]) \
+            if len(basis) > 1 else bool(parts[0])
+        if usable:
+            level = {"SeriesInstanceUID": "series", "SOPInstanceUID": "object"}.get(basis[0])
+            how = f"for this {level} alone (nothing identifies its " \
+                  f"{'study' if keyword == 'StudyInstanceUID' else 'series'})" if level else \
+                f"from {', '.join(f'{k}={v!r}' for k, v in zip(basis, parts, strict=True))} " \
+                "(objects with the same values share it)"
+            return values.generated_uid(namespace, keyword, *basis, *parts), how
+    return (values.generated_uid(namespace, keyword, "unidentified"),
+            "with nothing to derive it from")
 
 
 def _tag_path(keyword: str) -> str:
