@@ -146,3 +146,29 @@ def test_the_plan_report_says_which_line_would_migrate_them(export: Path, tmp_pa
     assert "to migrate them instead" in out
     assert 'missing_pixel_data: [problems] missing_pixel_data = "warn"' in out
     assert "missing_attribute: [required] <attribute> = \"warn\"" in out
+
+
+def test_every_decision_is_on_the_row(pydicom_migration) -> None:
+    """On pydicom's files: a reason is always one of the row's problem codes, a skipped copy
+    names the copy it lost to, and a migrated copy that won over other contents says so."""
+    plan = pydicom_migration.stage("plan")
+    by_id = {r["object_id"]: r for r in plan}
+    for row in plan:
+        if row["reason"] is not None:
+            assert row["reason"] in codes(row), row["locator"]
+        if row["action"] == "skip_duplicate":
+            assert by_id[row["duplicate_of"]]["action"] == "migrate", row["locator"]
+        if row["duplicate_kind"] == "variant" and row["action"] == "migrate":
+            assert "kept_over_variant" in codes(row)
+
+
+def test_an_invalid_character_set_on_ascii_text_is_normalized(sample_migration) -> None:
+    rows = [r for r in sample_migration.stage("result")
+            if any(c["keyword"] == "SpecificCharacterSet" and c["old"] == "Not Supplied"
+                   for c in r["changes"])]
+    assert rows and all(r["status"] == "written" for r in rows)
+    for row in rows:
+        change = next(c for c in row["changes"] if c["keyword"] == "SpecificCharacterSet")
+        assert change["new"] is None and change["rule"] == "character_set"
+        assert "SpecificCharacterSet" not in pydicom.dcmread(sample_migration.out
+                                                             / row["output_path"])
