@@ -22,7 +22,7 @@ from migrate_fs.errors import OutputError, StageMissing
 from migrate_fs.header import ATTRIBUTES
 from migrate_fs.problems import CHANGE, PROBLEM
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 STAGES = ("inventory", "plan", "result")
 
 ELEMENT = pa.struct([("tag", pa.string()), ("vr", pa.string()), ("value", pa.binary())])
@@ -33,6 +33,12 @@ _INVENTORY = [
     ("source", pa.string()),
     ("size", pa.int64()),
     ("mtime_ns", pa.int64()),
+    # The file's identity when it was inventoried (since version 4): the writer checks that
+    # it opens the same file (device, inode, size, mtime, ctime and its first bytes).
+    ("device", pa.int64()),
+    ("inode", pa.int64()),
+    ("ctime_ns", pa.int64()),
+    ("head_sha256", pa.string()),
     ("archive", pa.string()),
     ("archive_volumes", pa.list_(pa.string())),
     ("member", pa.string()),
