@@ -2,8 +2,10 @@
 
 Members are never extracted: each regular member is handed over as a read-only stream, read
 front to back once, in archive order. Names are locators only. Links, devices, FIFOs and
-directories, absolute names and names with ``..`` are reported, never followed or opened. A
-damaged archive yields every member before the damage, then one entry for the damage.
+directories, absolute names and names with ``..`` are reported, never followed or opened. In a
+damaged tar, reading goes on at the next valid header: each region that could not be read is
+an entry of its own (with its offset and length), and every member after it is read as usual;
+where reading cannot go on (the archive or its compressed stream is cut), one entry says so.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, Self
 
 # Compression by magic bytes; "" is a plain tar ('ustar' at byte 257, or a valid v7 header).
 MAGIC = {b"\x1f\x8b": "gz", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
@@ -23,11 +25,12 @@ TAR_MAGIC_OFFSET = 257
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def archive_kind(head: bytes, path: str | None = None) -> str | None:
+def archive_kind(head: bytes, path: str | BinaryIO | None = None) -> str | None:
     """'' for a plain tar, 'gz'/'bz2'/'xz' for a compressed tar, None for anything else.
 
     ``head`` is the first bytes of the object (512 or more). A compressed file is only an
-    archive if a tar header can be read from it (``path`` lets this check open it).
+    archive if a tar header can be read from it (``path``, or the open file, lets this check
+    read it; an open file is read from its start and left anywhere).
     """
     if head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar":
         return ""
@@ -38,7 +41,12 @@ def archive_kind(head: bytes, path: str | None = None) -> str | None:
             if path is None:
                 return kind
             try:
-                with tarfile.open(path, f"r|{kind}") as tf:  # type: ignore[call-overload]
+                if isinstance(path, str):
+                    tf = tarfile.open(path, f"r|{kind}")  # type: ignore[call-overload]
+                else:
+                    path.seek(0)
+                    tf = tarfile.open(fileobj=path, mode=f"r|{kind}")  # type: ignore[call-overload]
+                with tf:
                     return kind if tf.next() is not None else None
             except (tarfile.TarError, OSError, EOFError):
                 return None
@@ -121,9 +129,112 @@ def open_archive(paths: list[str]) -> tuple[tarfile.TarFile, BinaryIO]:
         raw.close()
         raise tarfile.ReadError(f"{paths[0]} is not a tar archive (plain, gz, bz2 or xz)")
     fileobj: BinaryIO = io.BufferedReader(raw, 1 << 20) if len(paths) > 1 else raw  # type: ignore[arg-type, type-var]
-    if kind == "":  # seekable: members can be skipped and re-read
-        return tarfile.open(fileobj=fileobj, mode="r:"), fileobj
-    return tarfile.open(fileobj=fileobj, mode=f"r|{kind}"), fileobj  # type: ignore[call-overload]
+    try:
+        if kind == "":  # seekable: members can be skipped and re-read
+            return _TarFile.open(fileobj=fileobj, mode="r:", ignore_zeros=True), fileobj
+        return _TarFile.open(fileobj=fileobj, mode=f"r|{kind}",  # type: ignore[call-overload]
+                             ignore_zeros=True), fileobj
+    except BaseException:
+        fileobj.close()
+        raise
+
+
+class _Unread:
+    """The blocks tarfile (reading with ``ignore_zeros``) skipped since it last found a valid
+    header: where the run started, and its first and last blocks that are not all zeros."""
+
+    __slots__ = ("start", "bad_start", "bad_end", "cut")
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.start: int | None = None
+        self.bad_start: int | None = None
+        self.bad_end = 0
+        self.cut = False
+
+    def add(self, offset: int, length: int, zeros: bool = False, cut: bool = False) -> None:
+        self.start = offset if self.start is None else min(self.start, offset)
+        if not zeros:
+            self.bad_start = offset if self.bad_start is None else min(self.bad_start, offset)
+            self.bad_end = max(self.bad_end, offset + length)
+        self.cut = self.cut or cut
+
+    def take(self, resumed: int | None) -> tuple[int, int, str] | None:
+        """``(offset, length, what)`` of the run skipped before the valid header at byte
+        ``resumed`` (None: before the end), if there is one to report, and forget it.
+
+        Before a header, every skipped block counts (``what`` is ``zeros`` if all are zeros,
+        else ``damaged``). At the end, zero blocks are the end-of-archive marker and its padding:
+        only the blocks from the first to the last non-zero one count (``damaged``, or ``cut``
+        when the last block is cut short); only zeros is the normal end.
+        """
+        start, bad_start, bad_end, cut = self.start, self.bad_start, self.bad_end, self.cut
+        self._reset()
+        if start is None:
+            return None
+        if resumed is not None:
+            return start, resumed - start, "zeros" if bad_start is None else "damaged"
+        if bad_start is None:
+            return None
+        return bad_start, bad_end - bad_start, "cut" if cut else "damaged"
+
+
+# tarfile's kinds of header error (not in its __all__ nor in typeshed; unchanged since 3.2)
+_EMPTY: type[Exception] = tarfile.EmptyHeaderError  # type: ignore[attr-defined]
+_ZEROS: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
+_CUT_SHORT: type[Exception] = tarfile.TruncatedHeaderError  # type: ignore[attr-defined]
+
+
+class _TarInfo(tarfile.TarInfo):
+    """Reports every header block it cannot read to its archive's :class:`_Unread`."""
+
+    @classmethod
+    def fromtarfile(cls, archive: tarfile.TarFile) -> Self:
+        offset = archive.fileobj.tell()  # type: ignore[union-attr]
+        try:
+            return super().fromtarfile(archive)
+        except _EMPTY:  # the end
+            raise
+        except _ZEROS:  # a zero block
+            archive.unread.add(offset, tarfile.BLOCKSIZE, zeros=True)  # type: ignore[attr-defined]
+            raise
+        except _CUT_SHORT:  # the last block is cut short
+            archive.unread.add(offset, archive.fileobj.tell() - offset,  # type: ignore[attr-defined, union-attr]
+                               cut=True)
+            raise
+        except tarfile.HeaderError:  # a damaged header (or one that follows a GNU/pax header)
+            archive.unread.add(offset, tarfile.BLOCKSIZE)  # type: ignore[attr-defined]
+            raise
+
+
+class _TarFile(tarfile.TarFile):
+    """A tar read past damaged blocks to the next valid header, noting what it skipped in
+    ``unread``: tarfile's ``ignore_zeros`` skips zero and damaged header blocks; this class
+    also goes on after a damaged header that follows a GNU long name or a pax header."""
+
+    tarinfo = _TarInfo
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.unread = _Unread()  # before __init__ reads the first header
+        super().__init__(*args, **kwargs)
+
+    def next(self) -> tarfile.TarInfo | None:
+        while True:
+            try:
+                info = super().next()
+                self.members.clear()  # type: ignore[attr-defined]  # no growing list of TarInfo
+                return info
+            except tarfile.ReadError as exc:
+                if not isinstance(exc.__context__, tarfile.HeaderError):
+                    raise  # the archive or its compressed stream is cut or broken
+                assert self.fileobj is not None
+                resume = -(-self.fileobj.tell() // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                if resume <= self.offset:
+                    raise
+                self.unread.add(self.offset, resume - self.offset)
+                self.offset = resume
 
 
 STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)  # zlib/lzma/bz2 errors too
@@ -132,24 +243,36 @@ STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)  # zlib/lzma/b
 def iter_members(paths: list[str]) -> Iterator[Member]:
     """Every entry of the dump in archive order; a stream for each readable regular member.
 
-    A stream must be consumed (or dropped) before the next member is asked for. When the dump
-    is damaged, the last entry has problem ``archive_truncated`` (the data of the member before
-    it ends early: ``damages_previous`` is set) or ``archive_corrupt`` (an unreadable header).
+    A stream must be consumed (or dropped) before the next member is asked for. Blocks that
+    cannot be read as a header (a damaged header, the data it described, trailing garbage) are
+    skipped up to the next valid header, each such region an entry of its own: problem
+    ``archive_corrupt``, ``offset`` where it starts, ``size`` its length in bytes. When reading
+    cannot go on, the last entry has problem ``archive_truncated`` (the data of the member
+    before it ends early: ``damages_previous`` is set) or ``archive_corrupt``.
     """
     if len(paths) == 1 and _is_zip(paths[0]):
         yield from _zip_members(paths[0])
         return
-    tf, raw = open_archive(paths)
+    try:
+        tf, raw = open_archive(paths)
+    except STREAM_ERRORS as exc:
+        yield Member("", 0, 0, 0, "archive_corrupt", f"the archive cannot be read: {exc}")
+        return
     size = VolumeSet(paths).size if len(paths) > 1 else os.path.getsize(paths[0])
     seekable = not isinstance(tf.fileobj, tarfile._Stream)  # type: ignore[attr-defined]
+    unread: _Unread = tf.unread  # type: ignore[attr-defined]
     previous: Member | None = None
     try:
         while True:
             try:
                 info = tf.next()
             except STREAM_ERRORS as exc:
-                yield _damage(previous, exc)
+                region = unread.take(None)
+                yield _unread(region, None, exc) if region else _damage(previous, exc)
                 return
+            region = unread.take(info.offset if info else None)
+            if region:
+                yield _unread(region, info.offset if info else None)
             if info is None:
                 return
             member = _member(tf, info)
@@ -164,9 +287,37 @@ def iter_members(paths: list[str]) -> Iterator[Member]:
         raw.close()
 
 
+def _cut(exc: BaseException) -> bool:
+    return isinstance(exc, EOFError) or "unexpected end" in str(exc) or "ended before" in str(exc)
+
+
+def _unread(region: tuple[int, int, str], resumed: int | None,
+            stopped: BaseException | None = None) -> Member:
+    """The entry for a region of the tar stream that could not be read."""
+    offset, length, what = region
+    if what == "zeros":
+        message = (f"{length} bytes of zeros from byte {offset} of the tar stream, where a "
+                   "header should be: a region zeroed by damage (a member may be lost here), "
+                   "or the end of one tar and the start of another written after it")
+    elif what == "cut":
+        message = (f"{length} bytes from byte {offset} of the tar stream could not be read: "
+                   "they end before a whole block (the archive is cut short, or has trailing "
+                   "garbage)")
+    else:
+        message = (f"{length} bytes from byte {offset} of the tar stream could not be read (a "
+                   "damaged header and the data it described, or garbage)")
+    if stopped is not None:
+        message += f"; reading stopped after them: {stopped}"
+    elif resumed is None:
+        message += "; nothing valid follows them"
+    else:
+        message += f"; the next valid header is at byte {resumed}"
+    return Member("", offset, length, 0, "archive_corrupt", message)
+
+
 def _damage(previous: Member | None, exc: BaseException) -> Member:
     """The entry for damage met while looking for the next member."""
-    cut = isinstance(exc, EOFError) or "unexpected end" in str(exc) or "ended before" in str(exc)
+    cut = _cut(exc)
     if cut and previous is not None:
         return Member(previous.name, previous.offset, previous.size, previous.mtime_ns,
                       "archive_truncated", f"the archive ends inside this member: {exc}",

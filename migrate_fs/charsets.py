@@ -158,10 +158,13 @@ def _split(declared: str | None) -> tuple[str, ...]:
 
 @lru_cache(maxsize=256)
 def _text_codec(name: str) -> str | None:
-    """The Python codec ``name`` if it is an ASCII-compatible text encoding, else None."""
+    """The Python codec ``name`` if it is an ASCII-compatible text encoding, else None (also
+    for a name Python's codec lookup refuses to look up: one with a NUL, say)."""
+    if not name.isprintable():
+        return None
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError, TypeError):
         return None
     if not getattr(info, "_is_text_encoding", True) or "escape" in info.name:
         return None

@@ -176,7 +176,8 @@ class _Child:
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the child's, closed by stop()
         proc = subprocess.Popen([sys.executable, "-m", "migrate_fs.decode"], bufsize=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                env=_child_environment(), close_fds=True)
+                                env=_child_environment(), close_fds=True,
+                                start_new_session=True)  # a terminal's Ctrl-C is not for it
         child = cls(proc, stderr)
         try:
             kind, payload = child.ask({"decoder": decoder, "sys_path": sys.path}, None,
@@ -324,6 +325,7 @@ def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytes:
 def main() -> int:
     """The child's loop: read requests from stdin until it closes, answer on stdout."""
     source, sink = _claim_pipes()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; the child ends with its pipe
     faulthandler.enable()
     faulthandler.register(DUMP_SIGNAL, all_threads=False)
     warnings.simplefilter("ignore")

@@ -4,13 +4,19 @@ It reads the object through a :class:`Window` (one ``read`` call covers a typica
 reads only where the walk needs bytes it does not have) and steps from element to element with
 ``struct.unpack_from``, keeping the raw values of the tags asked for and skipping every other
 value, sequences included, without decoding it. It does not interpret values: the reader does.
-Anything unusual (an unknown VR, a file meta it cannot read) raises :class:`Unsupported`, and the
-reader falls back to pydicom's parser, which gives the same results more slowly.
+A file meta it cannot read raises :class:`Unsupported`, and the reader falls back to pydicom's
+parser, which gives the same results more slowly. What a copy would carry into the output as
+invalid DICOM (an unknown VR, tags out of order, sequences nested past :data:`MAX_NESTING`)
+raises :class:`Invalid`, whose ``code`` names the problem. No walk here recurses: nesting
+depth costs no stack. :class:`Inflated` reads a deflated dataset as a file, inflating as it is
+read, never more than :func:`deflate_limit` allows.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -40,6 +46,74 @@ class Malformed(Exception):
 
 class Unsupported(Exception):
     """Something the lean walker leaves to pydicom (the reader falls back)."""
+
+
+class Invalid(Exception):
+    """The dataset breaks a rule of its encoding that a byte copy would carry into the output;
+    ``code`` is the problem code (:mod:`migrate_fs.problems`) the reader records."""
+
+    code = "unreadable_header"
+
+
+class InvalidVR(Invalid):
+    """An explicit VR element whose two VR bytes are not a DICOM VR."""
+
+    code = "invalid_vr"
+
+
+class TagOrder(Invalid):
+    """An element whose tag is not above its predecessor's (in the dataset or its item)."""
+
+    code = "tag_order"
+
+
+class NestingTooDeep(Invalid):
+    """Sequences nested deeper than :data:`MAX_NESTING` levels."""
+
+    code = "nesting_too_deep"
+
+
+class DeflateBomb(Invalid):
+    """A deflated dataset that inflates past :func:`deflate_limit`."""
+
+    code = "deflate_bomb"
+
+
+# Sequences nested deeper than this are refused (real data stays below 10 levels; pydicom's
+# recursive parser fails near 190, the writer's encoder recurses per level too).
+MAX_NESTING = 64
+
+
+def tag_name(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def vr_error(tag: int, vr: bytes, pos: int) -> InvalidVR:
+    """The error for element ``tag`` at byte ``pos`` whose VR bytes ``vr`` are not a VR."""
+    vr = (vr + bytes(2))[:2]  # two bytes, even where the object ends first
+    what = f"{vr.decode('latin-1')!r}" if vr.isalpha() and vr.isupper() else \
+        f"bytes {vr[0]:02X} {vr[1]:02X} (not letters: an implicit VR element in an explicit " \
+        "VR dataset, or a corrupt header)"
+    return InvalidVR(f"element {tag_name(tag)} at byte {pos} has VR {what}, which is not a "
+                     "DICOM VR")
+
+
+def order_error(tag: int, previous: int, pos: int, undefined: bool = False) -> TagOrder:
+    how = "follows" if tag != previous else "repeats, with a value of undefined length," \
+        if undefined else "repeats, with other bytes,"
+    return TagOrder(f"element {tag_name(tag)} at byte {pos} {how} {tag_name(previous)}: "
+                    "elements must be in ascending tag order")
+
+
+def check_repeat(win: Window, tag: int, previous: int, previous_at: int, pos: int, value: int,
+                 length: int) -> None:
+    """Called for an element whose tag is not above ``previous`` (the element at byte
+    ``previous_at``, which ends at ``pos``): :class:`TagOrder` unless it repeats that element
+    byte for byte (pydicom's palettes repeat SOPInstanceUID: readers keep one, both agree)."""
+    if tag == previous and length != UNDEFINED and value + length <= win.size \
+            and win.bytes(previous_at, pos - previous_at) == win.bytes(pos, value + length - pos):
+        return
+    raise order_error(tag, previous, pos, length == UNDEFINED)
 
 
 class Window:
@@ -90,6 +164,8 @@ class Walk:
     end: int = 0
     # Top-level elements encoded with VR UN in explicit VR (any group: the reader filters).
     un_tags: list[int] = field(default_factory=list)
+    # Top-level elements that repeat the element before them byte for byte.
+    repeated: list[int] = field(default_factory=list)
 
 
 def decode_element_header(win: Window, pos: int, implicit: bool, little: bool
@@ -106,7 +182,7 @@ def decode_element_header(win: Window, pos: int, implicit: bool, little: bool
         length = struct.unpack_from("<I" if little else ">I", data, i)[0]
         return group << 16 | number, vr, length, pos + 12
     if vr not in VALID_VRS:
-        raise Unsupported(f"unknown VR {vr!r} at byte {pos}")
+        raise vr_error(group << 16 | number, vr, pos)
     return group << 16 | number, vr, length, pos + 8
 
 
@@ -118,10 +194,12 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
     sequences included, so that values the rules need are noted in the same pass.
 
     ``walk`` keeps what was found before an exception: the UIDs of a truncated object.
+    Raises :class:`Invalid` for an unknown VR or a tag not above its predecessor's.
     """
     size = win.size
     unpack = (_LE if little else _BE).unpack_from
     length32 = (_U32LE if little else _U32BE).unpack_from
+    last = last_at = -1
     while pos < size:
         data, i = win.data, pos - win.base
         if 0 <= i and i + 12 <= len(data):  # the common case, inlined: no call per element
@@ -137,12 +215,18 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
                 elif vr in VALID_VRS:
                     length, value = (length >> 16 if little else length & 0xFFFF), pos + 8
                 else:
-                    raise Unsupported(f"unknown VR {vr!r} at byte {pos}")
+                    raise vr_error(group << 16 | number, vr, pos)
             tag = group << 16 | number
         else:
             tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if vr == b"UN":
                 walk.un_tags.append(tag)
+        if tag <= last:  # rare: raises unless a byte-for-byte repeat, which is stepped over
+            check_repeat(win, tag, last, last_at, pos, value, length)
+            walk.repeated.append(tag)
+            last_at, pos = pos, value + length
+            continue
+        last, last_at = tag, pos
         if tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
             walk.pixel_data_offset = pos
             walk.pixel_data_encapsulated = length == UNDEFINED
@@ -176,30 +260,142 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
 
 
 def skip_items(win: Window, pos: int, little: bool, implicit: bool = False) -> int:
-    """Step over the items of an undefined-length value; the offset after its delimiter."""
+    """Step over the items of an undefined-length value; the offset after its delimiter.
+
+    Iterative: a stack of the open sequences and items, so that nesting costs no recursion."""
     item = _LE if little else _BE
+    # Per open level below this one: (in an item, its implicit flag) to return to.
+    stack: list[tuple[bool, bool]] = []
+    in_item = False
     while True:
+        if in_item:  # the elements of an undefined-length item, up to its delimiter
+            tag, vr, length, value = decode_element_header(win, pos, implicit, little)
+            if tag == ITEM_END:
+                in_item, implicit = stack.pop()
+                pos = value
+            elif length == UNDEFINED:
+                stack.append((True, implicit))
+                in_item, implicit, pos = False, implicit or vr == b"UN", value
+            else:
+                pos = value + length
+                if pos > win.size:
+                    raise Truncated("a nested element ends past the end of the object")
+            continue
         data, i = win.view(pos, 8)
         group, number, length = item.unpack_from(data, i)
         tag = group << 16 | number
         if tag == SEQUENCE_END:
-            return pos + 8
-        if tag != ITEM:
+            if not stack:
+                return pos + 8
+            in_item, implicit = stack.pop()
+            pos += 8
+        elif tag != ITEM:
             raise Malformed(f"expected an item at byte {pos}, found "
                             f"({group:04X},{number:04X})")
-        pos = pos + 8 + length if length != UNDEFINED else skip_item(win, pos + 8, implicit,
-                                                                        little)
-
-
-def skip_item(win: Window, pos: int, implicit: bool, little: bool) -> int:
-    """Step over the elements of an undefined-length item; the offset after its delimiter."""
-    while True:
-        tag, vr, length, value = decode_element_header(win, pos, implicit, little)
-        if tag == ITEM_END:
-            return value
-        if length == UNDEFINED:
-            pos = skip_items(win, value, little, implicit or vr == b"UN")
+        elif length == UNDEFINED:
+            stack.append((False, implicit))
+            in_item, pos = True, pos + 8
         else:
-            pos = value + length
-            if pos > win.size:
-                raise Truncated("a nested element ends past the end of the object")
+            pos = pos + 8 + length
+
+
+DEFLATE_MIN_LIMIT = 64 << 20  # a deflated dataset may always inflate to this many bytes
+DEFLATE_MAX_RATIO = 200  # ... or to this many times its compressed size (real data: < 20)
+_DEFLATE_CHUNK = 64 * 1024  # compressed bytes fed to zlib at a time
+_DEFLATE_PIECE = 256 * 1024  # inflated bytes zlib returns at a time
+_DEFLATE_KEEP = 1 << 20  # inflated bytes kept behind the read position (pydicom seeks back)
+
+
+def deflate_limit(compressed_size: int) -> int:
+    """The most a deflated dataset of ``compressed_size`` bytes may inflate to."""
+    return max(DEFLATE_MIN_LIMIT, DEFLATE_MAX_RATIO * compressed_size)
+
+
+def _inflate(compressed: bytes) -> Iterator[bytes]:
+    """The inflated pieces of a raw deflate stream, at most ``_DEFLATE_PIECE`` bytes each.
+
+    zlib.error for a corrupt stream, :class:`Truncated` when it ends before its last block."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    view = memoryview(compressed)
+    for start in range(0, len(view), _DEFLATE_CHUNK):
+        data: bytes | memoryview = view[start:start + _DEFLATE_CHUNK]
+        while True:
+            out = inflater.decompress(data, _DEFLATE_PIECE)
+            if out:
+                yield out
+            if inflater.eof:
+                return  # bytes after the stream's last block are ignored, as zlib.decompress does
+            data = inflater.unconsumed_tail
+            if not data and len(out) < _DEFLATE_PIECE:
+                break  # this chunk is consumed and nothing is pending
+    raise Truncated("deflated dataset: the deflate stream ends before its last block "
+                    "(incomplete or truncated)")
+
+
+def inflated_size(compressed: bytes) -> int:
+    """The inflated size of a raw deflate stream, counted without keeping the output.
+
+    :class:`DeflateBomb` as soon as it passes :func:`deflate_limit`; zlib.error, Truncated."""
+    limit, total = deflate_limit(len(compressed)), 0
+    for piece in _inflate(compressed):
+        total += len(piece)
+        if total > limit:
+            raise DeflateBomb(f"the deflated dataset ({len(compressed)} bytes) inflates to more "
+                              f"than {limit} bytes (max({DEFLATE_MIN_LIMIT >> 20} MiB, "
+                              f"{DEFLATE_MAX_RATIO} x its size)): not inflated further")
+    return total
+
+
+class Inflated:
+    """A raw deflate stream read as a binary file of its inflated ``size`` (see
+    :func:`inflated_size`), inflated as it is read: reading forward (or seeking forward, over
+    pixel data) holds at most about a megabyte, whatever the inflated size; seeking back further
+    than that inflates again from the start."""
+
+    def __init__(self, compressed: bytes, size: int) -> None:
+        self._compressed, self.size = compressed, size
+        self._pos = 0
+        self._restart()
+
+    def _restart(self) -> None:
+        self._pieces = _inflate(self._compressed)
+        self._base = 0  # the inflated offset of self._buffer[0]
+        self._buffer = bytearray()
+
+    def _fill(self, end: int) -> None:
+        """Inflate until the buffer reaches ``end`` (or the stream ends), dropping what lies
+        more than ``_DEFLATE_KEEP`` bytes behind the read position."""
+        while self._base + len(self._buffer) < end:
+            behind = min(self._pos - _DEFLATE_KEEP - self._base, len(self._buffer))
+            if behind > 0:
+                del self._buffer[:behind]
+                self._base += behind
+            piece = next(self._pieces, None)
+            if piece is None:
+                return
+            self._buffer += piece
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.size if n is None or n < 0 else min(self._pos + n, self.size)
+        if end <= self._pos:
+            return b""
+        self._fill(end)
+        start = self._pos - self._base
+        data = bytes(self._buffer[start:end - self._base])
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = offset if whence == 0 else self._pos + offset if whence == 1 else self.size + offset
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        if pos < self._base:
+            self._restart()
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True

@@ -18,6 +18,16 @@ class MigrateError(Exception):
     exit_code = 1
 
 
+class UsageError(MigrateError):
+    """An option that cannot work as given (an output that is not a folder): exit code 2."""
+
+    exit_code = 2
+
+
+class RunLocked(MigrateError):
+    """Another migrate-fs process is working on the same run."""
+
+
 class SourceError(MigrateError):
     """A source folder, file or volume is missing or cannot be read."""
 

@@ -9,6 +9,8 @@ declared transfer syntax, classifying the object and checking its identifying at
 from __future__ import annotations
 
 import functools
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -24,7 +26,14 @@ from pydicom.uid import (
 )
 
 from migrate_fs import pixels
-from migrate_fs.elements import VALID_VRS
+from migrate_fs.elements import (
+    UNDEFINED,
+    VALID_VRS,
+    DeflateBomb,
+    Inflated,
+    Truncated,
+    inflated_size,
+)
 from migrate_fs.problems import Problem, blocks
 from migrate_fs.transcode import tag_text, un_known_vr
 
@@ -245,10 +254,24 @@ def check_pixel_data(header: Header, image: ImagePixel, fp: BinaryIO | None = No
             broken = None
         if broken:
             header.problem("pixel_data_corrupt", broken)
-    if header.pixel_data_offset is not None and not header.pixel_data_encapsulated \
-            and header.pixel_data_length is not None:
+    native = header.pixel_data_offset is not None and not header.pixel_data_encapsulated
+    _check_native_and_lossy(header, image, header.pixel_data_length if native else None)
+
+
+def check_inflated_pixel_data(header: Header, image: ImagePixel, length: int | None,
+                              encapsulated: bool | None) -> None:
+    """:func:`check_pixel_data` for a deflated dataset, whose pixel data (``length`` bytes,
+    None: absent) is in the inflated dataset, at no file offset."""
+    if header.kind not in ("part10", "raw") or header.problems_blocking():
+        return
+    _check_native_and_lossy(header, image, None if encapsulated else length)
+
+
+def _check_native_and_lossy(header: Header, image: ImagePixel, native: int | None) -> None:
+    """Native pixel data (``native`` bytes) of the wrong length; lossy compression."""
+    if native is not None:
         message = pixels.check_native_length(
-            header.pixel_data_length, image.rows, image.columns, image.samples_per_pixel,
+            native, image.rows, image.columns, image.samples_per_pixel,
             image.bits_allocated, image.number_of_frames)
         if message:
             header.problem("pixel_data_length_mismatch", message)
@@ -256,6 +279,37 @@ def check_pixel_data(header: Header, image: ImagePixel, fp: BinaryIO | None = No
         "lossy_image_compression"))
     if lossy:
         header.problem("lossy_compression", lossy)
+
+
+def inflate(compressed: bytes, header: Header) -> Inflated | None:
+    """A deflated dataset as a file that inflates as it is read; None (problem recorded) when
+    the stream is corrupt, cut short, or inflates past :func:`migrate_fs.elements.deflate_limit`
+    (counted first, nothing kept, so a bomb costs time up to the limit but no memory)."""
+    try:
+        return Inflated(compressed, inflated_size(compressed))
+    except DeflateBomb as exc:
+        header.problem(exc.code, str(exc))
+    except Truncated as exc:
+        header.problem("truncated", str(exc))
+    except zlib.error as exc:
+        header.problem("unreadable_header", f"deflated dataset: {exc}")
+    return None
+
+
+# Bytes per value of the binary VRs: a value's length must be a multiple.
+VR_UNITS = {"AT": 4, "FD": 8, "FL": 4, "OD": 8, "OF": 4, "OL": 4, "OV": 8, "OW": 2, "SL": 4,
+            "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
+
+
+def check_file_meta(header: Header, elements: Iterable[tuple[int, str, int]]) -> None:
+    """File meta elements ``(tag, VR, length)`` whose length is not a multiple of their VR's
+    size (a 3-byte group length): pydicom refuses to read such a file. The writer regenerates
+    the file meta, so the object is migrated; the problem is recorded."""
+    bad = [f"{tag_text(tag)} {vr} has {length} bytes, not a multiple of {VR_UNITS[vr]}"
+           for tag, vr, length in elements
+           if vr in VR_UNITS and length != UNDEFINED and length % VR_UNITS[vr]]
+    if bad:
+        header.problem("invalid_file_meta", "; ".join(bad) + " (the file meta is regenerated)")
 
 
 def check_pixel_data_present(header: Header, present: bool, has_rows_columns: bool) -> None:
@@ -268,6 +322,14 @@ def check_pixel_data_present(header: Header, present: bool, has_rows_columns: bo
 
 
 UN_NAMED = 4  # the standard_element_as_un message names this many elements
+
+
+def check_repeated(header: Header, repeated: list[str]) -> None:
+    """Elements (tag paths) that repeat the element before them byte for byte."""
+    if repeated:
+        more = f" and {len(repeated) - UN_NAMED} more" if len(repeated) > UN_NAMED else ""
+        header.problem("repeated_element", ", ".join(repeated[:UN_NAMED]) + more
+                       + " repeated with identical bytes: kept as they are")
 
 
 def check_un_elements(header: Header, un_tags: list[int]) -> None:

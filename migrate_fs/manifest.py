@@ -9,16 +9,19 @@ The columns are documented in ``manifests/SCHEMA.md``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from migrate_fs.errors import OutputError, StageMissing
+from migrate_fs.errors import OutputError, RunLocked, StageMissing
 from migrate_fs.header import ATTRIBUTES
 from migrate_fs.problems import CHANGE, PROBLEM
 
@@ -134,6 +137,56 @@ def part_names(folder: Path) -> set[str]:
         return set()
     return {p.name[: -len(".parquet")] for p in folder.iterdir()
             if p.name.endswith(".parquet") and not p.name.startswith(".")}
+
+
+def sweep_temporary(folder: Path) -> int:
+    """Remove the temporary files a killed writer of this stage folder left (``.<part>.parquet
+    .tmp``, ``.run.json.tmp``: only migrate-fs's own naming); returns how many."""
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.iterdir() if p.name.startswith(".")
+             and p.name.endswith((".parquet.tmp", ".run.json.tmp"))]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+@contextlib.contextmanager
+def run_lock(manifests: str | Path, run: str, what: str) -> Iterator[None]:
+    """Hold the run's lock (``<run>/.lock``, an exclusive flock) while ``what`` runs, so that two
+    processes never write one run's manifests at once. Re-entrant within a process."""
+    path = run_dir(manifests, run) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    if key in _HELD:  # this process holds it already (run: inventory, plan, write)
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunLocked(f"run {run!r} is busy: {holder} holds {path}; wait for it to end "
+                            "(two processes must not write one run at once), or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} (pid {os.getpid()} on {socket.gethostname()})")
+        f.flush()
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            f.truncate(0)
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+_HELD: dict[str, int] = {}
 
 
 def remove_parts(folder: Path, names: Iterable[str]) -> None:

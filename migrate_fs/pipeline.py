@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from migrate_fs import manifest
 from migrate_fs.config import Config, load_config
-from migrate_fs.errors import IncompleteStage, OutputError, SourceError
+from migrate_fs.errors import IncompleteStage, OutputError, SourceError, UsageError
 from migrate_fs.execution import (
     Outcome,
     batched,
@@ -40,8 +40,8 @@ from migrate_fs.execution import (
 from migrate_fs.inventory import inventory_members, inventory_row
 from migrate_fs.plan import DECISION_INPUT, Planned, make_plan
 from migrate_fs.plan.corrections import load_corrections
-from migrate_fs.sources import SourceObject, iter_sources
-from migrate_fs.writer import execute, execute_members
+from migrate_fs.sources import SourceObject, distinct_roots, iter_sources
+from migrate_fs.writer import TEMPORARY_SUFFIX, execute, execute_members
 
 INVENTORY_BATCH = 256
 WRITE_BATCH = 128
@@ -58,6 +58,8 @@ class StepDone:
     seconds: float
     bytes_read: int = 0
     bytes_written: int = 0
+    failed: int = 0  # objects whose write failed (a re-run retries them)
+    repaired: int = 0  # outputs found missing or damaged and written again
 
 
 @dataclass
@@ -111,7 +113,8 @@ def check_run(manifests: str | Path, run: str, sources: Iterable[str | Path] = (
         return
     target = Path(out).resolve()
     if target.exists() and not target.is_dir():
-        raise OutputError(f"output {target} is a file; name a folder (it is created if needed)")
+        raise UsageError(f"--out {target} is not a folder; name a folder (it is created if "
+                         "needed)")
     for root in roots:
         if _overlaps(target, root):
             raise OutputError(f"output {target} overlaps source {root}: the source is "
@@ -174,14 +177,24 @@ def inventory(sources: Sequence[str | Path], *, run: str,
         raise SourceError("name at least one source (SRC or --volumes)")
     sets = volume_sets(volumes)
     settings = _load(config)
+    with manifest.run_lock(manifests, run, "migrate-fs inventory"):
+        return _inventory(sources, sets, run, manifests, workers, quiet, settings,
+                          decode_check, start)
+
+
+def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
+               manifests: str | Path, workers: int, quiet: bool, settings: Config,
+               decode_check: str | None, start: float) -> StepDone:
     decode = decode_check or settings.decode_check
     decoder = settings.decoder or None
     suffix = "" if decode == "none" else f"-d{decode}"
     folder = manifest.stage_dir(manifests, run, "inventory")
+    manifest.sweep_temporary(folder)
+    roots, covered = distinct_roots([str(s) for s in sources])
     outcome = Outcome()
     with progress("inventory", quiet) as bar:
         outcome.add(run_batches(
-            named_batches(batched(iter_sources(sources), INVENTORY_BATCH), _source_identity,
+            named_batches(batched(iter_sources(roots), INVENTORY_BATCH), _source_identity,
                           suffix),
             functools.partial(_inventory_rows, decode_check=decode, decoder=decoder),
             folder, "inventory", workers=workers, bar=bar))
@@ -195,8 +208,9 @@ def inventory(sources: Sequence[str | Path], *, run: str,
     table = manifest.read_stage(manifests, run, "inventory", ["kind", "size"])
     _check_rows(table, outcome.objects, "inventory")
     manifest.write_run_info(manifests, run,
-                            sources=[os.path.abspath(s) for s in sources]
+                            sources=[os.path.abspath(s) for s in roots]
                             + [v for vs in sets for v in vs],
+                            covered_sources=[{"source": a, "inside": b} for a, b in covered],
                             inventory={"objects": outcome.objects,
                                        "bytes_read": outcome.bytes_read, "seconds": seconds,
                                        "export_bytes": pc.sum(table.column("size")).as_py() or 0})
@@ -217,6 +231,13 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
     check_run(manifests, run, _recorded_sources(manifests, run), recorded=True)
     settings = _load(config)
     table = load_corrections(Path(corrections)) if corrections is not None else None
+    with manifest.run_lock(manifests, run, "migrate-fs plan"):
+        return _plan(run, manifests, settings, table, corrections, start)
+
+
+def _plan(run: str, manifests: str | Path, settings: Config, table: pa.Table | None,
+          corrections: str | Path | None, start: float) -> PlanDone:
+    manifest.sweep_temporary(manifest.stage_dir(manifests, run, "plan"))
     narrow = manifest.read_stage(manifests, run, "inventory", DECISION_INPUT)
     planned = make_plan(narrow, settings, table)
     _write_plan_parts(manifests, run, planned)
@@ -295,7 +316,18 @@ def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFEST
     start = time.perf_counter()
     target = Path(out).resolve()
     check_run(manifests, run, _recorded_sources(manifests, run), target, recorded=True)
+    with manifest.run_lock(manifests, run, "migrate-fs write"):
+        return _write(run, target, manifests, workers, quiet, fsync, start)
+
+
+def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: bool,
+           fsync: bool, start: float) -> StepDone:
     planned = manifest.read_stage(manifests, run, "plan")
+    running = manifest.run_dir(manifests, run) / ".write.running"
+    swept = sweep_outputs(target) if running.exists() else 0  # the last write did not finish
+    running.touch()
+    manifest.sweep_temporary(manifest.stage_dir(manifests, run, "result"))
+    intact = _Intact(target)
     in_archive = pc.is_valid(planned.column("archive"))
     files = planned.filter(pc.invert(in_archive))
     by_archive = _by_archive(planned.filter(in_archive))
@@ -307,19 +339,81 @@ def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFEST
         outcome.add(run_batches(
             named_batches(batches, _plan_identity),
             functools.partial(_write_rows, out=target, fsync=fsync),
-            folder, "result", workers=workers, bar=bar, total_of="output_size"))
+            folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact))
         streams = [(list(paths), _rows_key(rows), rows) for paths, rows in by_archive.items()]
         outcome.add(run_streams(
             streams, functools.partial(_write_stream, out=target, fsync=fsync),
-            folder, "result", workers=workers, bar=bar, total_of="output_size"))
+            folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact))
     seconds = time.perf_counter() - start
-    manifest.write_run_info(manifests, run, out=str(target), write={
-        "objects": outcome.objects, "bytes_read": outcome.bytes_read,
-        "bytes_written": outcome.total, "seconds": seconds})
     result = manifest.read_stage(manifests, run, "result",
                                  ["action", "reason", "status", "size", "output_size"])
     _check_rows(result, planned.num_rows, "result")
-    return StepDone(result, outcome.objects, seconds, outcome.bytes_read, outcome.total)
+    failed = pc.sum(pc.equal(result.column("status"), "failed")).as_py() or 0
+    manifest.write_run_info(manifests, run, out=str(target), write={
+        "objects": outcome.objects, "bytes_read": outcome.bytes_read,
+        "bytes_written": outcome.total, "seconds": seconds, "failed": failed,
+        "redone_for_missing_outputs": intact.missing, "temporary_files_swept": swept})
+    running.unlink(missing_ok=True)
+    return StepDone(result, outcome.objects, seconds, outcome.bytes_read, outcome.total,
+                    failed=failed, repaired=intact.missing)
+
+
+class _Intact:
+    """Whether a committed result part still holds: no row failed (a retry may succeed: a full
+    disk, an unreadable source) and every written output is there with its recorded size. A
+    damaged output of ours (another size than recorded) is removed, so that it is written
+    again; a stat per written object, nothing is read."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.missing = out, 0
+
+    def __call__(self, part: pa.Table) -> bool:
+        holds = True
+        for status, path, size in zip(*(part.column(c).to_pylist() for c in
+                                         ("status", "output_path", "output_size")), strict=True):
+            if status == "failed":
+                holds = False
+            elif status in ("written", "already_present") and path:
+                target = self.out / path
+                try:
+                    found = os.stat(target, follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    found = None
+                if found != size:
+                    self.missing += 1
+                    holds = False
+                    if found is not None:
+                        target.unlink()
+        return holds
+
+
+def sweep_outputs(out: Path) -> int:
+    """Remove the temporary files a killed write left below ``out`` (only names the writer
+    gives them: ``.<name>.migrate-fs.tmp``, and ``.<name>.<pid>.tmp`` of earlier releases);
+    returns how many."""
+    removed = 0
+    stack = [str(out)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif _is_temporary(entry.name):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def _is_temporary(name: str) -> bool:
+    if not name.startswith("."):
+        return False
+    if name.endswith(TEMPORARY_SUFFIX):
+        return True
+    parts = name.rsplit(".", 3)  # legacy: .<name>.dcm.<pid>.tmp
+    return len(parts) == 4 and parts[1] == "dcm" and parts[2].isdigit() and parts[3] == "tmp"
 
 
 # --- run -----------------------------------------------------------------------------------
@@ -333,11 +427,13 @@ def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = Non
     name = run or default_run_name(out)
     check_run(manifests, name, sources, out)
     settings = _load(config)
-    done = inventory(sources, run=name, manifests=manifests, volumes=volumes, workers=workers,
-                     quiet=quiet, config=settings, decode_check=decode_check)
-    planned = plan(run=name, manifests=manifests, config=settings, corrections=corrections)
-    written = write(run=name, out=out, manifests=manifests, workers=workers, quiet=quiet,
-                    fsync=fsync)
+    with manifest.run_lock(manifests, name, "migrate-fs run"):
+        done = inventory(sources, run=name, manifests=manifests, volumes=volumes,
+                         workers=workers, quiet=quiet, config=settings,
+                         decode_check=decode_check)
+        planned = plan(run=name, manifests=manifests, config=settings, corrections=corrections)
+        written = write(run=name, out=out, manifests=manifests, workers=workers, quiet=quiet,
+                        fsync=fsync)
     return done, planned, written
 
 

@@ -59,6 +59,32 @@ CATALOGUE: dict[str, Code] = {
              "PACS will not index it."),
         Code("unreadable_header", "error",
              "The header could not be parsed (corrupt element structure, bad file meta)."),
+        Code("invalid_vr", "error",
+             "An element of an explicit VR dataset has VR bytes that are not a DICOM VR (a "
+             "corrupt header, or an implicit VR element or item inside an explicit VR "
+             "dataset); the message names the tag and byte. A copy would not be readable DICOM."),
+        Code("tag_order", "error",
+             "An element's tag is not above the one before it, at the top level or in a "
+             "sequence item (the message says which tag follows which): the order DICOM "
+             "requires is broken, a copy would carry it."),
+        Code("nesting_too_deep", "error",
+             "Sequences are nested more than 64 levels deep (real data stays below 10): "
+             "corrupt or crafted; not parsed further."),
+        Code("deflate_bomb", "error",
+             "A deflated dataset inflates to more than max(64 MiB, 200 x its compressed size): "
+             "not inflated further."),
+        Code("repeated_element", "warning",
+             "An element follows an element with the same tag and the same bytes (pydicom's "
+             "palettes repeat SOPInstanceUID): readers keep one value, so the object is "
+             "migrated; the output carries both copies as the source does. A repeat with "
+             "other bytes is tag_order."),
+        Code("invalid_file_meta", "warning",
+             "A file meta element's length is not a multiple of its VR's size (a 3-byte group "
+             "length, say): pydicom refuses to read the source. The file meta is regenerated "
+             "on writing, so the object is migrated."),
+        Code("rule_error", "error",
+             "Applying the rules to this object failed (the message names the exception): a "
+             "value the rules could not handle; the plan went on with the other objects."),
         Code("unsupported_transfer_syntax", "error",
              "The transfer syntax is not one migrate-fs can re-encode or splice."),
         Code("missing_uid", "error",
@@ -83,6 +109,10 @@ CATALOGUE: dict[str, Code] = {
         Code("archive_corrupt", "error",
              "The archive cannot be read past this point (a damaged header); members before "
              "it are processed normally."),
+        Code("path_too_long", "error",
+             "The object's path is longer than the system can open (PATH_MAX, 4096 bytes on "
+             "Linux): it was listed, never read. Move its folder up (or shorten folder names) "
+             "in a copy of the export to migrate it."),
         Code("dicomdir", "skip",
              "A DICOMDIR media directory: recorded, not migrated as an instance."),
         Code("duplicate", "skip",

@@ -10,12 +10,13 @@ only the 8-byte item headers are read).
 This is the hot path of the inventory: a struct-level walk over the top-level elements
 (:mod:`migrate_fs.elements`). What the walk declines goes to :mod:`migrate_fs.pydicom_reader`,
 which gives the same result more slowly (a test holds the two to that).
+
+It never raises for bad bytes: whatever goes wrong reading an object is a problem on its
+header (an OSError from reading the file itself propagates: the caller's to handle).
 """
 
 from __future__ import annotations
 
-import io
-import zlib
 from typing import BinaryIO
 
 from pydicom.charset import convert_encodings
@@ -27,6 +28,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from migrate_fs.elements import (
     UNDEFINED,
     VALID_VRS,
+    Invalid,
     Malformed,
     Truncated,
     Unsupported,
@@ -44,11 +46,15 @@ from migrate_fs.header import (
     Encoding,
     Header,
     ImagePixel,
+    check_file_meta,
+    check_inflated_pixel_data,
     check_pixel_data,
     check_pixel_data_present,
+    check_repeated,
     check_un_elements,
     classify,
     declared_encoding,
+    inflate,
     note_presence,
     settle_encoding,
     sniff_encoding,
@@ -56,6 +62,7 @@ from migrate_fs.header import (
 )
 from migrate_fs.pydicom_reader import read_header_with_pydicom
 from migrate_fs.scan import Scanner
+from migrate_fs.transcode import tag_text
 
 __all__ = ["ATTRIBUTES", "Header", "read_header", "read_header_with_pydicom"]
 
@@ -74,6 +81,11 @@ def read_header(fp: BinaryIO, size: int) -> Header:
     except Unsupported:
         fp.seek(0)
         return read_header_with_pydicom(fp, size)
+    except OSError:
+        raise  # reading the file failed, not its bytes
+    except Exception as exc:  # noqa: BLE001 - one bad object never stops a run
+        header.problem("unreadable_header", f"{type(exc).__name__}: {exc}")
+        return header
 
 
 # Tags whose raw values the lean walk keeps: the manifest attributes and what classifies.
@@ -100,9 +112,12 @@ def _read_lean(win: Window, header: Header) -> None:
     if first[:2] == b"\x02\x00" and first[4:6] in VALID_VRS:
         header.has_file_meta = True
         try:
-            meta, offset = _lean_file_meta(win, offset)
+            meta, offset = _lean_file_meta(win, offset, header)
         except Truncated:
             header.problem("truncated", "the file ends inside the file meta")
+            return
+        except Invalid as exc:
+            header.problem(exc.code, str(exc))
             return
         header.media_storage_sop_class_uid = _uid_text(meta.get(_META_MEDIA_CLASS))
         header.transfer_syntax = _uid_text(meta.get(_META_TRANSFER_SYNTAX))
@@ -116,15 +131,11 @@ def _read_lean(win: Window, header: Header) -> None:
     header.kind = "part10" if header.has_file_meta else "raw"
     header.dataset_offset = offset
     if header.transfer_syntax == DeflatedExplicitVRLittleEndian:
-        try:
-            inflated = zlib.decompress(win.bytes(offset, size - offset), -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            header.problem("truncated" if "incomplete" in str(exc) else "unreadable_header",
-                           f"deflated dataset: {exc}")
-            return
-        header.is_implicit_vr, header.is_little_endian = False, True
-        _walk(Window(io.BytesIO(inflated), len(inflated)), 0, Encoding(False, True), header,
-              locate_pixel_data=False)
+        inflated = inflate(win.bytes(offset, size - offset), header)
+        if inflated is not None:
+            header.is_implicit_vr, header.is_little_endian = False, True
+            _walk(Window(inflated, inflated.size), 0, Encoding(False, True),  # type: ignore[arg-type]
+                  header, in_file=False)
         return
     at_end = offset + 8 > size
     actual = None if at_end else sniff_encoding(win.bytes(offset, 8),
@@ -132,12 +143,13 @@ def _read_lean(win: Window, header: Header) -> None:
     if not settle_encoding(header, declared, actual, offset == size):
         return
     assert actual is not None
-    _walk(win, offset, actual, header, locate_pixel_data=True)
+    _walk(win, offset, actual, header, in_file=True)
 
 
-def _walk(win: Window, offset: int, enc: Encoding, header: Header, *,
-          locate_pixel_data: bool) -> None:
-    """Walk the dataset at ``offset``, then decode, classify and check what it holds."""
+def _walk(win: Window, offset: int, enc: Encoding, header: Header, *, in_file: bool) -> None:
+    """Walk the dataset at ``offset`` (in the file, or in the inflated dataset: not
+    ``in_file``, where the pixel data has no file offset), then decode, classify and check
+    what it holds."""
     walk, scan = Walk(), Scanner()
     try:
         walk_dataset(win, offset, enc.is_implicit_vr, enc.is_little_endian, WANTED, walk, scan)
@@ -145,20 +157,26 @@ def _walk(win: Window, offset: int, enc: Encoding, header: Header, *,
         header.problem("truncated", str(exc))
     except Malformed as exc:
         header.problem("unreadable_header", str(exc))
+    except Invalid as exc:
+        header.problem(exc.code, str(exc))
     _lean_attributes(walk, header, enc)
     classify(header, _DIRECTORY_RECORDS in walk.values)
     header.elements = scan.elements
     note_presence(header, {k: walk.values[t][1] for k, t in _REQUIRED_TAGS.items()
                            if t in walk.values})
-    if header.kind in ("part10", "raw") and locate_pixel_data:
+    if header.kind in ("part10", "raw") and in_file:
         header.pixel_data_offset = walk.pixel_data_offset
         header.pixel_data_length = walk.pixel_data_length
         header.pixel_data_encapsulated = walk.pixel_data_encapsulated
     check_pixel_data_present(header, walk.pixel_data_offset is not None,
                               _ROWS in walk.values and _COLUMNS in walk.values)
-    if locate_pixel_data:
+    if in_file:
         check_pixel_data(header, _image_pixel(walk, enc.is_little_endian), win.fp)
+    else:
+        check_inflated_pixel_data(header, _image_pixel(walk, enc.is_little_endian),
+                                  walk.pixel_data_length, walk.pixel_data_encapsulated)
     check_un_elements(header, walk.un_tags)
+    check_repeated(header, [tag_text(t) for t in walk.repeated] + scan.repeated)
 
 
 def _image_pixel(walk: Walk, little: bool) -> ImagePixel:
@@ -169,7 +187,7 @@ def _image_pixel(walk: Walk, little: bool) -> ImagePixel:
         value = None
         if raw and keyword == "NumberOfFrames":
             text = raw.decode("latin-1").strip("\x00 ")
-            value = int(text) if text.isdigit() else None
+            value = int(text) if text.isdecimal() and text.isascii() else None
         elif raw and len(raw) >= 2:
             value = int.from_bytes(raw[:2], "little" if little else "big")
         found[keyword] = value
@@ -177,17 +195,20 @@ def _image_pixel(walk: Walk, little: bool) -> ImagePixel:
                       found["BitsAllocated"], found["NumberOfFrames"])
 
 
-def _lean_file_meta(win: Window, pos: int) -> tuple[dict[int, bytes], int]:
-    """The (0002,xxxx) elements' raw values and the offset after them."""
+def _lean_file_meta(win: Window, pos: int, header: Header) -> tuple[dict[int, bytes], int]:
+    """The (0002,xxxx) elements' raw values and the offset after them (lengths checked)."""
     meta: dict[int, bytes] = {}
+    elements: list[tuple[int, str, int]] = []
     while pos + 8 <= win.size and win.bytes(pos, 2) == b"\x02\x00":
         tag, vr, length, value = decode_element_header(win, pos, False, True)
         if length == UNDEFINED or vr is None:
             raise Unsupported("unusual file meta")
         meta[tag] = win.bytes(value, length)
+        elements.append((tag, vr.decode(), length))
         pos = value + length
     if pos > win.size:
         raise Truncated("file meta")
+    check_file_meta(header, elements)
     return meta, pos
 
 
@@ -242,7 +263,10 @@ def _decode(raw: bytes, codec: str) -> str | None:
 
 
 def _charset_values(raw: bytes | None) -> list[str] | str:
+    """The declared values as pydicom reads them (trailing NULs and spaces removed); a NUL
+    inside a value, which makes Python's codec lookup raise, becomes '?': an unknown set."""
     if not raw:
         return ""
-    values = [v.strip() for v in raw.decode("latin-1").split("\\")]
+    values = [v.strip().replace("\x00", "?")
+              for v in raw.decode("latin-1").rstrip("\x00 ").split("\\")]
     return values if len(values) > 1 else values[0]

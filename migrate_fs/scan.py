@@ -21,11 +21,14 @@ from migrate_fs.charsets import CHARSET_VRS, ESC
 from migrate_fs.elements import (
     ITEM,
     ITEM_END,
+    MAX_NESTING,
     SEQUENCE_END,
     UNDEFINED,
     Malformed,
+    NestingTooDeep,
     Truncated,
     Window,
+    check_repeat,
     decode_element_header,
 )
 from migrate_fs.transcode import dictionary_vr, tag_text
@@ -45,6 +48,8 @@ class Scanner:
     """
 
     elements: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # Tag paths of item elements that repeat the element before them byte for byte.
+    repeated: list[str] = field(default_factory=list)
 
     def value(self, path: str, tag: int, vr: str, raw: bytes) -> None:
         """Record ``raw`` if a rule could care about it (``vr`` already resolved)."""
@@ -55,29 +60,33 @@ class Scanner:
             self.elements.append((path + tag_text(tag), vr, raw))
 
     def element(self, win: Window, path: str, tag: int, vr: bytes | None, length: int,
-                pos: int, implicit: bool, little: bool) -> int:
-        """Look at one element whose value starts at ``pos``; return the offset after it."""
+                pos: int, implicit: bool, little: bool, depth: int = 0) -> int:
+        """Look at one element whose value starts at ``pos`` (in a dataset nested ``depth``
+        sequences deep); return the offset after it. Raises :class:`~migrate_fs.elements.Invalid`
+        (an unknown VR, tags out of order or nesting past MAX_NESTING, anywhere inside)."""
         name = vr.decode("latin-1") if vr is not None else dictionary_vr(tag)
         own = None if tag >> 16 & 1 else f"{path}{tag_text(tag)}"  # private: not recorded
         if length == UNDEFINED:
-            return self.items(win, pos, None, implicit or name == "UN", little, own)
+            return self.items(win, pos, None, implicit or name == "UN", little, own, depth + 1)
         end = pos + length
         if end > win.size:
             raise Truncated(f"element {tag_text(tag)} declares {length} bytes, the object "
                             f"holds {win.size - pos}")
-        if name == "SQ":
-            try:
-                self.items(win, pos, end, implicit, little, own)
-            except (Truncated, Malformed):
-                pass  # odd item content inside a sequence whose length is known: stepped over
+        if name == "SQ":  # items must tile the value: a copy of broken items is no DICOM
+            self.items(win, pos, end, implicit, little, own, depth + 1)
         elif own is not None and name in TEXT_VRS:
             self.value(path, tag, name, win.bytes(pos, length))
         return end
 
     def items(self, win: Window, pos: int, end: int | None, implicit: bool, little: bool,
-              path: str | None) -> int:
-        """Walk the items of a sequence from ``pos`` to ``end`` (or its delimiter); ``path``
-        None means the items' values are not recorded (private sequences)."""
+              path: str | None, depth: int = 1) -> int:
+        """Walk the items of a sequence (at nesting level ``depth``) from ``pos`` to ``end``
+        (or its delimiter); ``path`` None means the items' values are not recorded (private
+        sequences). Recursion is bounded: a sequence deeper than MAX_NESTING is refused. Items
+        and their elements must end where their sequence and item do (Malformed)."""
+        if depth > MAX_NESTING:
+            raise NestingTooDeep(f"a sequence at byte {pos} is nested {depth} levels deep "
+                                 f"(more than {MAX_NESTING})")
         index = 0
         while end is None or pos < end:
             tag, _, length, value = decode_element_header(win, pos, True, little)
@@ -86,23 +95,48 @@ class Scanner:
             if tag != ITEM:
                 raise Malformed(f"expected an item at byte {pos}, found {tag_text(tag)}")
             item_end = None if length == UNDEFINED else value + length
+            if item_end is not None and item_end > win.size:
+                raise Truncated(f"the item at byte {pos} declares {length} bytes, the object "
+                                f"holds {win.size - value}")
+            if item_end is not None and end is not None and item_end > end:
+                raise Malformed(f"the item at byte {pos} declares {length} bytes, past the end "
+                                f"of its sequence at byte {end}")
             item_path = f"{path}[{index}]." if path is not None else None
-            pos = self._item(win, value, item_end if item_end is not None else end, implicit,
-                             little, item_path)
+            pos = self._item(win, value, item_end if item_end is not None else end,
+                             item_end is not None, implicit, little, item_path, depth)
             index += 1
         return pos
 
-    def _item(self, win: Window, pos: int, end: int | None, implicit: bool, little: bool,
-              path: str | None) -> int:
+    def _item(self, win: Window, pos: int, end: int | None, bounded: bool, implicit: bool,
+              little: bool, path: str | None, depth: int) -> int:
+        """Walk the elements of an item up to ``end``: its own end (``bounded``), or its
+        sequence's, before which its delimiter must come."""
+        start, last, last_at = pos, -1, -1
         while end is None or pos < end:
             tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if tag == ITEM_END:
+                if bounded:  # which end is the item's: its length or its delimiter?
+                    raise Malformed(f"an item delimiter at byte {pos} inside the item at byte "
+                                    f"{start - 8}, whose length says it ends at byte {end}")
                 return value
+            if tag <= last:  # raises unless a byte-for-byte repeat, which is stepped over
+                check_repeat(win, tag, last, last_at, pos, value, length)
+                self.repeated.append(f"{path or ''}{tag_text(tag)}")
+                last_at, pos = pos, value + length
+                continue
+            last, last_at = tag, pos
             if path is None:  # inside a private sequence: step over, record nothing
                 if length == UNDEFINED:
-                    pos = self.items(win, value, None, implicit or vr == b"UN", little, None)
+                    pos = self.items(win, value, None, implicit or vr == b"UN", little, None,
+                                     depth + 1)
                 else:
                     pos = value + length
                 continue
-            pos = self.element(win, path, tag, vr, length, value, implicit, little)
+            pos = self.element(win, path, tag, vr, length, value, implicit, little, depth)
+        if not bounded:
+            raise Malformed(f"the item at byte {start - 8} has no delimiter before the end of "
+                            f"its sequence at byte {end}")
+        if pos != end:
+            raise Malformed(f"an element of the item at byte {start - 8} runs past its end "
+                            f"at byte {end}")
         return pos

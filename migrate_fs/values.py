@@ -47,6 +47,9 @@ MULTI_VALUED_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "P
 # Maximum length in characters of one value (PN: of one component group) for value_too_long.
 MAX_LENGTH: dict[str, int] = {"AE": 16, "AS": 4, "CS": 16, "LO": 64, "LT": 10240, "PN": 64,
                               "SH": 16, "ST": 1024}
+# VRs whose values are in the default repertoire only (PS3.5 6.2): bytes that are not ASCII
+# (decoded as Latin-1 by the rules) cannot be repaired into one of their values.
+ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 TRUNCATED_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST"})  # AS: reported only
 DS_MAX = 16
 IS_MAX_CHARS = 12
@@ -196,6 +199,9 @@ def check_value(vr: str, value: str, keyword: str = "", *, date_order: str | Non
     if max_length and vr in MAX_LENGTH:
         check = _check_pn_length if vr == "PN" else _length_check(vr)
         findings += _apply("value_too_long", name, values, check)
+    if vr in ASCII_VRS and not value.isascii():  # no repair can make it a value of its VR
+        findings = [Finding(f.rule, f.message, None) if f.new is not None and not f.new.isascii()
+                    else f for f in findings]
     return findings
 
 

@@ -14,9 +14,11 @@ complete, never over an existing file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
+import stat
 import struct
 import uuid
 import zlib
@@ -29,6 +31,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from migrate_fs import __version__
 from migrate_fs.archives import STREAM_ERRORS, iter_members
 from migrate_fs.paths import resolve_inside
+from migrate_fs.sources import HEAD_BYTES, file_identity, head_digest
 from migrate_fs.transcode import (
     CHUNK,
     WriteError,
@@ -142,24 +145,17 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
     """
     changes = list(row.get("changes") or [])
     try:
-        if source is None:
-            st = os.stat(row["locator"])
-            if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
-                raise WriteError("source_changed", f"source size/mtime now {st.st_size}/"
-                                                   f"{st.st_mtime_ns}, inventory had "
-                                                   f"{row['size']}/{row['mtime_ns']}")
         folder_path, _, name = row["output_path"].rpartition("/")
         if not name or name in (".", "..") or "\\" in name or "\x00" in name:
             raise WriteError("unsafe_path", f"output file name {name!r} is not a plain name")
         folder = _output_folder(str(out_root), folder_path)
         target = folder / name
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp = folder / temporary_name(name)
         try:
             if not folder.is_dir():  # removed since it was cached (a new run, a cleanup)
                 _output_folder.cache_clear()
                 folder = _output_folder(str(out_root), folder_path)
-            opened = open(row["locator"], "rb", buffering=0) if source is None else \
-                contextlib.nullcontext(source)
+            opened = open_source(row) if source is None else contextlib.nullcontext(source)
             with opened as src, open(tmp, "wb", buffering=OUT_BUFFER) as out:
                 sink = _HashingWriter(out)
                 sink.write(file_meta(row["sop_class_uid"],
@@ -182,6 +178,52 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
                        reason="unreadable_header", changes=changes)
     return _result(status, size=sink.size, sha256=sink.sha256.hexdigest(), message=message,
                    changes=changes)
+
+
+TEMPORARY_SUFFIX = ".migrate-fs.tmp"
+
+
+def temporary_name(name: str) -> str:
+    """The temporary file an output is written to before it is linked into place: one name
+    per output (a resumed write reuses it, truncating what a killed one left), hidden, and
+    with a suffix nothing else uses, so that a sweep removes only migrate-fs's own files."""
+    return f".{name}{TEMPORARY_SUFFIX}"
+
+
+def open_source(row: dict[str, Any]) -> BinaryIO:
+    """Open the inventoried file, never through a symbolic link, and check that it is the
+    same file: device, inode, size, mtime and ctime as the inventory saw them, and the same
+    first bytes. Otherwise ``source_changed``: run inventory and plan again."""
+    try:
+        fd = os.open(row["locator"], os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise WriteError("source_changed", "the source is now a symbolic link; it is not "
+                             "followed: run inventory and plan again") from None
+        raise
+    src = os.fdopen(fd, "rb", buffering=0)
+    try:
+        _same_file(os.fstat(fd), row)
+        expected = row.get("head_sha256")
+        if expected is not None and head_digest(os.pread(fd, HEAD_BYTES, 0)) != expected:
+            raise WriteError("source_changed", "the source's first bytes differ from what the "
+                             "inventory read: run inventory and plan again")
+    except BaseException:
+        src.close()
+        raise
+    return src  # type: ignore[return-value]
+
+
+def _same_file(st: os.stat_result, row: dict[str, Any]) -> None:
+    device, inode = file_identity(st)
+    seen = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "device": device, "inode": inode,
+            "ctime_ns": st.st_ctime_ns}
+    changed = [f"{k} {row[k]} -> {v}" for k, v in seen.items()
+               if row.get(k) is not None and row[k] != v]
+    if changed or not stat.S_ISREG(st.st_mode):
+        raise WriteError("source_changed", "the source is not the file the inventory saw ("
+                         + (", ".join(changed) or "not a regular file")
+                         + "): run inventory and plan again")
 
 
 @functools.lru_cache(maxsize=8192)

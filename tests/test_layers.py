@@ -31,7 +31,7 @@ TIERS: dict[int, tuple[str, set[str]]] = {
     4: ("manifest", {"manifest"}),
     5: ("execution", {"execution"}),
     6: ("pipeline", {"pipeline"}),
-    7: ("cli", {"cli"}),
+    7: ("cli", {"cli", "__main__"}),
 }
 SUBPACKAGES = {"plan", "audit", "execution", "cli"}
 

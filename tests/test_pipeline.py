@@ -15,7 +15,13 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from migrate_fs import manifest, pipeline
-from migrate_fs.errors import MigrateError, OutputError, SourceError, StageMissing
+from migrate_fs.errors import (
+    MigrateError,
+    OutputError,
+    SourceError,
+    StageMissing,
+    UsageError,
+)
 
 
 @pytest.fixture()
@@ -45,7 +51,7 @@ def test_output_inside_a_source_fails_before_any_reading(export: Path, tmp_path:
 def test_other_checks_that_need_no_reading(export: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "a_file"
     a_file.write_bytes(b"x")
-    with pytest.raises(OutputError, match="is a file"):
+    with pytest.raises(UsageError, match="is not a folder"):
         pipeline.run([export], out=a_file, run="r", manifests=tmp_path / "m")
     with pytest.raises(OutputError, match="--manifests outside it"):
         pipeline.inventory([export], run="r", manifests=export / "manifests")

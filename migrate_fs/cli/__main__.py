@@ -2,6 +2,6 @@
 
 import sys
 
-from migrate_fs.cli.main import main
+from migrate_fs.__main__ import main
 
 sys.exit(main())

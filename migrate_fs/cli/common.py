@@ -9,6 +9,8 @@ import argparse
 import os
 from pathlib import Path
 
+EXIT_FAILED_OBJECTS = 3  # objects failed at write time: a re-run retries them
+
 
 def _positive(text: str) -> int:
     value = int(text)

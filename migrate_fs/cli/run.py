@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from migrate_fs import pipeline
+from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common, inventory, plan, write
 
 HELP = "inventory, plan and write in one go"
@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     args.run = args.run or pipeline.default_run_name(args.out)
     pipeline.check_run(args.manifests, args.run, args.sources, args.out)
-    inventory.handle(args)
-    plan.handle(args)
-    write.handle(args)
-    return 0
+    with manifest.run_lock(args.manifests, args.run, "migrate-fs run"):
+        inventory.handle(args)
+        plan.handle(args)
+        return write.handle(args)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
+
+import pyarrow.compute as pc
 
 from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common
+from migrate_fs.cli.common import EXIT_FAILED_OBJECTS
 from migrate_fs.pipeline import StepDone
 from migrate_fs.summary import table_text, totals
 
@@ -18,14 +23,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    report(pipeline.write(run=args.run, out=args.out, manifests=args.manifests,
-                          workers=args.workers, quiet=args.quiet, fsync=args.fsync), args)
-    return 0
+    done = pipeline.write(run=args.run, out=args.out, manifests=args.manifests,
+                          workers=args.workers, quiet=args.quiet, fsync=args.fsync)
+    report(done, args)
+    return failed(done)
+
+
+def failed(done: StepDone) -> int:
+    """Exit code 3 (and a line saying what to do) when objects failed to be written."""
+    if not done.failed:
+        return 0
+    failures = done.table.filter(pc.equal(done.table.column("status"), "failed"))
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(
+        Counter(failures.column("reason").to_pylist()).items(), key=lambda x: -x[1]))
+    print(f"migrate-fs: {done.failed} objects failed to be written ({reasons}); fix the cause "
+          "(disk space, permissions, a source that changed) and run the same command again: "
+          "failed objects are retried", file=sys.stderr)
+    return EXIT_FAILED_OBJECTS
 
 
 def report(done: StepDone, args: argparse.Namespace) -> None:
     print(f"write: {totals(done.table)}; {done.bytes_written / 1e6:.1f} MB written now in "
-          f"{done.seconds:.1f} s")
+          f"{done.seconds:.1f} s" + (f"; {done.repaired} missing or damaged outputs written "
+                                     "again" if done.repaired else ""))
     print(table_text(done.table, ["action", "status", "reason"]))
     print(f"output: {args.out.resolve()}")
     print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'result')}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,8 @@ T = TypeVar("T")
 # work on a batch: items -> manifest rows; work on a stream: (paths, payload) -> manifest rows
 BatchWork = Callable[[list[Any]], list[dict[str, Any]]]
 StreamWork = Callable[[list[str], Any], Iterable[dict[str, Any]]]
+# a committed part (as a table) -> whether its work still holds (False: redo it)
+Check = Callable[[pa.Table], bool]
 
 
 @dataclass
@@ -94,7 +97,9 @@ def progress(desc: str, quiet: bool, total: int | None = None) -> tqdm:
 
 
 def _quiet_worker() -> None:
-    """Libraries warn and log about every oddity; here the manifest is where problems go."""
+    """Libraries warn and log about every oddity; here the manifest is where problems go. A
+    Ctrl-C is the main process's to handle (it stops the workers): a worker ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
@@ -114,9 +119,11 @@ def _batch_task(work: BatchWork, items: list[Any], folder: Path, name: str, stag
 
 
 def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folder: Path,
-                stage: str, *, workers: int, bar: tqdm, total_of: str | None = None) -> Outcome:
-    """Run ``work`` on every named batch whose part is not in ``folder`` yet; parts of batches
-    no longer named are removed. Returns the outcome of the work done plus the rows resumed."""
+                stage: str, *, workers: int, bar: tqdm, total_of: str | None = None,
+                check: Check | None = None) -> Outcome:
+    """Run ``work`` on every named batch whose part is not in ``folder`` yet, or whose part
+    ``check`` finds no longer holds; parts of batches no longer named are removed. Returns the
+    outcome of the work done plus the rows resumed."""
     existing = {n for n in manifest.part_names(folder) if n.startswith("part-")}
     current: set[str] = set()
     resumed = 0
@@ -125,7 +132,8 @@ def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folde
         nonlocal resumed
         for name, items in batches:
             current.add(name)
-            if name in existing:
+            if name in existing and (check is None
+                                     or check(manifest.read_part(folder, name, stage))):
                 resumed += len(items)
                 continue
             yield delayed(_batch_task)(work, items, folder, name, stage, total_of)
@@ -137,6 +145,11 @@ def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folde
     manifest.remove_parts(folder, existing - current)
     outcome.objects += resumed
     return outcome
+
+
+def _stream_holds(folder: Path, key: str, stage: str, check: Check) -> bool:
+    return all(check(manifest.read_part(folder, name, stage))
+               for name in sorted(manifest.part_names(folder)) if name.startswith(f"a{key}-"))
 
 
 def _forget_stream(folder: Path, key: str) -> None:
@@ -161,14 +174,16 @@ def _stream_task(work: StreamWork, paths: list[str], payload: Any, folder: Path,
 
 
 def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork, folder: Path,
-                stage: str, *, workers: int, bar: tqdm, total_of: str | None = None) -> Outcome:
-    """Run ``work`` on every ``(paths, key, payload)`` stream whose parts are not complete;
-    the parts of streams no longer in the run are removed."""
+                stage: str, *, workers: int, bar: tqdm, total_of: str | None = None,
+                check: Check | None = None) -> Outcome:
+    """Run ``work`` on every ``(paths, key, payload)`` stream whose parts are not complete (or
+    whose parts ``check`` finds no longer hold); the parts of streams no longer in the run are
+    removed."""
     tasks, resumed, keys = [], 0, set()
     for paths, key, payload in streams:
         keys.add(key)
         done = folder / f".a{key}.done"
-        if done.exists():
+        if done.exists() and (check is None or _stream_holds(folder, key, stage, check)):
             resumed += int(done.read_text() or 0)
         else:
             tasks.append(delayed(_stream_task)(work, paths, payload, folder, key, stage,

@@ -66,7 +66,17 @@ def keyword_of(path: str) -> str:
 
 
 def apply_rules(obj: RuleInput, config: Config) -> RuleOutput:
-    """Problems and changes for one object (see the module docstring for the order)."""
+    """Problems and changes for one object (see the module docstring for the order). Never
+    raises: if the rules fail on this object's values, the object gets ``rule_error`` (which
+    quarantines it) and the plan goes on with the others."""
+    try:
+        return _apply_rules(obj, config)
+    except Exception as exc:  # noqa: BLE001 - one object's values never stop a plan
+        return RuleOutput([("rule_error", f"the rules failed on this object: "
+                            f"{type(exc).__name__}: {exc}", True)], [])
+
+
+def _apply_rules(obj: RuleInput, config: Config) -> RuleOutput:
     out = RuleOutput([], [])
     policy = config.rules
     charset = charsets.resolve(obj.charset, config.overrides)
