@@ -107,8 +107,9 @@ CATALOGUE: dict[str, Code] = {
         Code("archive_truncated", "error",
              "The archive ends (or its compressed stream breaks) inside this member's data."),
         Code("archive_corrupt", "error",
-             "The archive cannot be read past this point (a damaged header); members before "
-             "it are processed normally."),
+             "A damaged region of the archive (broken headers, garbage): the row's size is the "
+             "bytes that could not be read, its member_offset where they start; reading goes "
+             "on at the next valid header, so every member before and after it is processed."),
         Code("path_too_long", "error",
              "The object's path is longer than the system can open (PATH_MAX, 4096 bytes on "
              "Linux): it was listed, never read. Move its folder up (or shorten folder names) "
@@ -211,8 +212,9 @@ CATALOGUE: dict[str, Code] = {
         Code("not_in_legacy_db", "warning",
              "The object's study is not in the legacy database corrections file (an orphan)."),
         Code("source_changed", "error",
-             "The source file's size or modification time differs from the inventory: run "
-             "inventory and plan again."),
+             "The source is not the file the inventory saw: another size, modification or "
+             "status-change time, device or inode, other first bytes, a symbolic link now, or "
+             "an archive member no longer at its offset. Run inventory and plan again."),
         Code("unsafe_path", "error",
              "The planned output path would leave the output root; nothing was written."),
         Code("output_exists_different", "error",

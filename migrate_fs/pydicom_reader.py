@@ -420,7 +420,11 @@ def _items(ds: Dataset, tag: int, elem: object, fp: _TruncationGuard, explicit: 
         return value, base
     if not recorded or not isinstance(elem, RawDataElement) or elem.length == UNDEFINED:
         return None
-    if (elem.VR or dictionary_vr(tag)) != "SQ":
+    vr = elem.VR or dictionary_vr(tag)
+    if vr == "UN" and not tag >> 16 & 1 and elem.length and dictionary_vr(tag) == "SQ":
+        _check_items(fp, base + elem.value_tell, elem.length, True, "")  # as the writer will
+        return None
+    if vr != "SQ":
         return None
     _check_items(fp, base + elem.value_tell, elem.length, not explicit)
     try:
@@ -431,14 +435,16 @@ def _items(ds: Dataset, tag: int, elem: object, fp: _TruncationGuard, explicit: 
         return None
 
 
-def _check_items(fp: _TruncationGuard, start: int, length: int | None, implicit: bool) -> None:
+def _check_items(fp: _TruncationGuard, start: int, length: int | None, implicit: bool,
+                 path: str | None = None) -> None:
     """The items of a sequence (``length`` None: to its delimiter) walked by the lean walker,
-    which raises Truncated or Malformed where they do not fit their sequence and item."""
+    which raises Truncated or Malformed where they do not fit their sequence and item (with a
+    ``path``, into the sequences of known length inside too; nothing is recorded)."""
     here = fp.tell()
     try:
         win = Window(fp._fp, fp.size, 0)  # type: ignore[arg-type]  # reads where it looks
         Scanner().items(win, start, None if length is None else start + length, implicit,
-                        fp.little, None)
+                        fp.little, path)
     finally:
         fp.seek(here)
 

@@ -34,6 +34,7 @@ from migrate_fs.elements import (
 from migrate_fs.transcode import dictionary_vr, tag_text
 from migrate_fs.values import suspect
 
+CHARSET_TAG = 0x00080005  # read by every reader before the text it decodes: must be text
 # VRs whose values are text: what the rules check.
 TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
                       "TM", "UC", "UI", "UR", "UT"})
@@ -76,6 +77,15 @@ class Scanner:
             self.items(win, pos, end, implicit, little, own, depth + 1)
         elif own is not None and name in TEXT_VRS:
             self.value(path, tag, name, win.bytes(pos, length))
+        elif name == "UN" and own is not None and length and dictionary_vr(tag) == "SQ":
+            # The writer writes it as the sequence it is (rule un_to_known_vr): its implicit
+            # VR items must hold up as such, all the way down. Checked by a scanner of its
+            # own: nothing recorded, as for any UN.
+            Scanner().items(win, pos, end, True, little, own, depth + 1)
+        elif tag == CHARSET_TAG and name != "UN":
+            raise Malformed(f"(0008,0005) SpecificCharacterSet (value at byte {pos}) has VR "
+                            f"{name}: no reader can take a character set from it (pydicom "
+                            "cannot read the dataset)")
         return end
 
     def items(self, win: Window, pos: int, end: int | None, implicit: bool, little: bool,

@@ -80,11 +80,16 @@ def test_steps_return_what_they_did(export: Path, tmp_path: Path) -> None:
     assert planned.hashed is not None and planned.hashed["objects"] == 2
     assert planned.hashed["bytes_read"] >= 2 * 64 * 64 * 2  # both copies' pixel data, at least
     again = pipeline.plan(run="r", manifests=tmp_path / "m")
-    assert again.hashed == planned.hashed  # per call, not accumulated in the process
+    # per call, not accumulated in the process (bytes_read counts this process's reads, the
+    # /proc/self/io reads of the measurement included: equal within a few bytes)
+    assert again.hashed is not None
+    assert (again.hashed["objects"], again.hashed["decoded"]) == \
+        (planned.hashed["objects"], planned.hashed["decoded"])
+    assert abs(again.hashed["bytes_read"] - planned.hashed["bytes_read"]) < 1000
     assert written.objects == 3
     assert written.bytes_written == sum(p.stat().st_size for p in (tmp_path / "out").rglob("*.dcm"))
     info = manifest.read_run_info(tmp_path / "m", "r")
-    assert info["plan"]["content_hashes"] == planned.hashed
+    assert info["plan"]["content_hashes"] == again.hashed  # the last plan's figures
     assert info["write"]["bytes_written"] == written.bytes_written
 
 

@@ -143,8 +143,11 @@ def _charset_problem(charset: charsets.CharacterSet, rule: str, needs_decoding: 
         out.problems.append((charset.problem, f"fixed: {charset.message}; all text is ASCII, "
                              f"so SpecificCharacterSet is {done}", False))
         return True
-    out.problems.append((charset.problem, charset.message or "", rule == "quarantine"))
-    return rule != "quarantine"
+    unwritable = any("\x00" in term for term in charset.declared)  # no reader takes it back
+    out.problems.append((charset.problem, (charset.message or "") + (
+        "; it holds a NUL byte and cannot be written as it is" if unwritable else ""),
+        rule == "quarantine" or unwritable))
+    return rule != "quarantine" and not unwritable
 
 
 def _repair(path: str, vr: str, keyword: str, text: str, config: Config,
