@@ -460,3 +460,27 @@ def _zip_members(path: str) -> Iterator[Member]:
                 except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
                     member.problem, member.message = "archive_corrupt", f"cannot be read: {exc}"
             yield member
+
+
+def members_at(paths: list[str], rows: list[dict[str, Any]]
+               ) -> Iterator[tuple[dict[str, Any], Member | None, str]]:
+    """The members that ``rows`` (each with a ``member_offset``) name, found in one front-to-
+    back pass over the dump: ``(row, member, "")``, or ``(row, None, why)`` for a row whose
+    member can no longer be reached. A consumer reading a member's stream handles the
+    STREAM_ERRORS of that read itself."""
+    pending = {r["member_offset"]: r for r in rows}
+    try:
+        for member in iter_members(paths):
+            row = pending.pop(member.offset, None)
+            if row is None:
+                continue
+            if member.stream is None:
+                yield row, None, "the member can no longer be read"
+            else:
+                yield row, member, ""
+    except STREAM_ERRORS as exc:
+        for row in pending.values():
+            yield row, None, f"the archive could not be read: {exc}"
+        return
+    for row in pending.values():
+        yield row, None, "the member is no longer in the archive"

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from migrate_fs.archives import STREAM_ERRORS, iter_members
+from migrate_fs.archives import STREAM_ERRORS, members_at
 from migrate_fs.elements import UNDEFINED, Window, decode_element_header, skip_items
 from migrate_fs.transcode import (
     edits_for,
@@ -130,22 +130,12 @@ def digests(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Digest | str]
 
 def _member_digests(paths: list[str], rows: list[dict[str, Any]]
                     ) -> Iterator[tuple[str, Digest | str]]:
-    pending = {r["member_offset"]: r for r in rows}
-    try:
-        for member in iter_members(paths):
-            row = pending.pop(member.offset, None)
-            if row is None:
-                continue
-            if member.stream is None:
-                yield row["object_id"], "the member can no longer be read"
-                continue
-            try:
-                yield row["object_id"], digest(member.stream, row)
-            except OSError as exc:  # a member of a compressed dump: cannot seek back far
-                yield row["object_id"], f"{type(exc).__name__}: {exc}"
-    except STREAM_ERRORS as exc:
-        for row in pending.values():
-            yield row["object_id"], f"the archive could not be read: {exc}"
-        return
-    for row in pending.values():
-        yield row["object_id"], "the member is no longer in the archive"
+    for row, member, why in members_at(paths, rows):
+        if member is None:
+            yield row["object_id"], why
+            continue
+        assert member.stream is not None  # members_at gives readable members only
+        try:
+            yield row["object_id"], digest(member.stream, row)
+        except STREAM_ERRORS as exc:  # a member of a compressed dump: cannot seek back far
+            yield row["object_id"], f"{type(exc).__name__}: {exc}"

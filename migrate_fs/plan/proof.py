@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from migrate_fs.archives import STREAM_ERRORS, iter_members
+from migrate_fs.archives import STREAM_ERRORS, members_at
 from migrate_fs.decode import DECODE_FAILED, DECODER_UNAVAILABLE, DecodeOutcome, shared_guard
 
 MAX_MEMBER = 256 << 20  # an archive member is decoded from memory up to this size
@@ -48,25 +48,15 @@ def read_fingerprints(rows: list[dict[str, Any]], decoder: str | None = None
 def _member_data(paths: list[str], rows: list[dict[str, Any]]
                  ) -> Iterator[tuple[str, bytes | DecodeOutcome]]:
     """Each wanted member's bytes, or the outcome that says why they cannot be decoded."""
-    pending = {r["member_offset"]: r for r in rows}
-    try:
-        for member in iter_members(paths):
-            row = pending.pop(member.offset, None)
-            if row is None:
-                continue
-            if member.stream is None:
-                yield row["object_id"], DecodeOutcome(UNREADABLE, "the member can no longer "
-                                                      "be read", 0)
-            elif member.size > MAX_MEMBER:
-                yield row["object_id"], DecodeOutcome(DECODER_UNAVAILABLE, "the member is too "
-                                                      "large to decode from memory", 0)
-            else:
+    for row, member, why in members_at(paths, rows):
+        if member is None or member.stream is None:
+            yield row["object_id"], DecodeOutcome(UNREADABLE, why, 0)
+        elif member.size > MAX_MEMBER:
+            yield row["object_id"], DecodeOutcome(DECODER_UNAVAILABLE, "the member is too "
+                                                  "large to decode from memory", 0)
+        else:
+            try:
                 yield row["object_id"], member.stream.read(member.size)
-    except STREAM_ERRORS as exc:
-        for row in pending.values():
-            yield row["object_id"], DecodeOutcome(DECODE_FAILED, f"the archive could not be "
-                                                  f"read: {exc}", 0)
-        return
-    for row in pending.values():
-        yield row["object_id"], DecodeOutcome(UNREADABLE, "the member is no longer in the "
-                                              "archive", 0)
+            except STREAM_ERRORS as exc:
+                yield row["object_id"], DecodeOutcome(DECODE_FAILED, f"the archive could not "
+                                                      f"be read: {exc}", 0)
