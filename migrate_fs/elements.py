@@ -142,6 +142,9 @@ class Window:
         return self.data, 0
 
     def bytes(self, pos: int, n: int) -> bytes:
+        index = pos - self.base
+        if index >= 0 and index + n <= len(self.data):  # the common case, without a call
+            return self.data[index:index + n]
         data, index = self.view(pos, n)
         return data[index:index + n]
 

@@ -66,22 +66,25 @@ class Scanner:
         sequences deep); return the offset after it. Raises :class:`~migrate_fs.elements.Invalid`
         (an unknown VR, tags out of order or nesting past MAX_NESTING, anywhere inside)."""
         name = vr.decode("latin-1") if vr is not None else dictionary_vr(tag)
-        own = None if tag >> 16 & 1 else f"{path}{tag_text(tag)}"  # private: not recorded
+        private = tag >> 16 & 1  # private: not recorded
         if length == UNDEFINED:
-            return self.items(win, pos, None, implicit or name == "UN", little, own, depth + 1)
+            return self.items(win, pos, None, implicit or name == "UN", little,
+                              None if private else f"{path}{tag_text(tag)}", depth + 1)
         end = pos + length
         if end > win.size:
             raise Truncated(f"element {tag_text(tag)} declares {length} bytes, the object "
                             f"holds {win.size - pos}")
-        if name == "SQ":  # items must tile the value: a copy of broken items is no DICOM
-            self.items(win, pos, end, implicit, little, own, depth + 1)
-        elif own is not None and name in TEXT_VRS:
-            self.value(path, tag, name, win.bytes(pos, length))
-        elif name == "UN" and own is not None and length and dictionary_vr(tag) == "SQ":
+        if name in TEXT_VRS:  # the common case first; the tag path is built only if recorded
+            if not private:
+                self.value(path, tag, name, win.bytes(pos, length))
+        elif name == "SQ":  # items must tile the value: a copy of broken items is no DICOM
+            self.items(win, pos, end, implicit, little,
+                       None if private else f"{path}{tag_text(tag)}", depth + 1)
+        elif name == "UN" and not private and length and dictionary_vr(tag) == "SQ":
             # The writer writes it as the sequence it is (rule un_to_known_vr): its implicit
             # VR items must hold up as such, all the way down. Checked by a scanner of its
             # own: nothing recorded, as for any UN.
-            Scanner().items(win, pos, end, True, little, own, depth + 1)
+            Scanner().items(win, pos, end, True, little, f"{path}{tag_text(tag)}", depth + 1)
         elif tag == CHARSET_TAG and name != "UN":
             raise Malformed(f"(0008,0005) SpecificCharacterSet (value at byte {pos}) has VR "
                             f"{name}: no reader can take a character set from it (pydicom "
