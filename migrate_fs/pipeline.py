@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,10 +38,11 @@ from migrate_fs.execution import (
     table_rows,
 )
 from migrate_fs.inventory import inventory_members, inventory_row
-from migrate_fs.plan import DECISION_INPUT, Planned, make_plan
-from migrate_fs.plan.corrections import load_corrections
 from migrate_fs.sources import SourceObject, distinct_roots, iter_sources
 from migrate_fs.writer import TEMPORARY_SUFFIX, execute, execute_members
+
+if TYPE_CHECKING:  # imported by plan() alone: inventory and write need none of it
+    from migrate_fs.plan import Planned
 
 INVENTORY_BATCH = 256
 WRITE_BATCH = 128
@@ -230,6 +231,8 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
     start = time.perf_counter()
     check_run(manifests, run, _recorded_sources(manifests, run), recorded=True)
     settings = _load(config)
+    from migrate_fs.plan.corrections import load_corrections  # only a plan imports the plan
+
     table = load_corrections(Path(corrections)) if corrections is not None else None
     with manifest.run_lock(manifests, run, "migrate-fs plan"):
         return _plan(run, manifests, settings, table, corrections, start)
@@ -237,6 +240,8 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
 
 def _plan(run: str, manifests: str | Path, settings: Config, table: pa.Table | None,
           corrections: str | Path | None, start: float) -> PlanDone:
+    from migrate_fs.plan import DECISION_INPUT, make_plan
+
     manifest.sweep_temporary(manifest.stage_dir(manifests, run, "plan"))
     narrow = manifest.read_stage(manifests, run, "inventory", DECISION_INPUT)
     planned = make_plan(narrow, settings, table)
@@ -256,6 +261,8 @@ def _plan(run: str, manifests: str | Path, settings: Config, table: pa.Table | N
 
 
 def _write_plan_parts(manifests: str | Path, run: str, planned: Planned) -> None:
+    from migrate_fs.plan import Planned
+
     source = manifest.stage_dir(manifests, run, "inventory")
     folder = manifest.stage_dir(manifests, run, "plan")
     old = manifest.part_names(folder)

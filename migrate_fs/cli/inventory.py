@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common
-from migrate_fs.pipeline import StepDone
-from migrate_fs.summary import table_text, totals
+
+if TYPE_CHECKING:  # the step and its tables are imported when the verb runs, not at start-up
+    from migrate_fs.pipeline import StepDone
 
 HELP = "read every object's header into the inventory manifest"
 
@@ -22,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from migrate_fs import pipeline
+
     done = pipeline.inventory(args.sources, run=args.run, manifests=args.manifests,
                               volumes=args.volumes, workers=args.workers, quiet=args.quiet,
                               config=args.config, decode_check=args.decode_check)
@@ -30,6 +33,9 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def report(done: StepDone, args: argparse.Namespace) -> None:
+    from migrate_fs import manifest
+    from migrate_fs.summary import table_text, totals
+
     size = sum(done.table.column("size").to_pylist())
     print(f"inventory: {totals(done.table)} in {done.seconds:.1f} s; read "
           f"{done.bytes_read / 1e6:.1f} MB ({100 * done.bytes_read / max(size, 1):.1f}% of the "

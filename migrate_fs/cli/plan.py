@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common
 from migrate_fs.config import remedy
-from migrate_fs.pipeline import PlanDone
-from migrate_fs.summary import problem_counts, table_text, totals
+
+if TYPE_CHECKING:  # the step and its tables are imported when the verb runs, not at start-up
+    import pyarrow as pa
+
+    from migrate_fs.pipeline import PlanDone
 
 HELP = "decide what happens to every object; print the report"
 
@@ -22,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from migrate_fs import pipeline
+
     report(pipeline.plan(run=args.run, manifests=args.manifests, config=args.config,
                          corrections=args.corrections), args)
     return 0
@@ -30,12 +32,17 @@ def handle(args: argparse.Namespace) -> int:
 def blocking_remedies(table: pa.Table) -> list[tuple[str, str]]:
     """(reason, the configuration line that would change it) for the quarantine reasons of
     the plan that a setting can change."""
+    import pyarrow.compute as pc
+
     quarantined = table.filter(pc.equal(table.column("action"), "quarantine"))
     reasons = sorted(set(quarantined.column("reason").to_pylist()) - {None})
     return [(code, line) for code in reasons if (line := remedy(code)) is not None]
 
 
 def report(done: PlanDone, args: argparse.Namespace) -> None:
+    from migrate_fs import manifest
+    from migrate_fs.summary import problem_counts, table_text, totals
+
     hashed = done.hashed or {"objects": 0, "bytes_read": 0}
     print(f"plan: {totals(done.table)}")
     print(f"content hashes: {hashed['objects']} objects (their UID or pixel signature collides), "

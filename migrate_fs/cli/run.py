@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common, inventory, plan, write
 
 HELP = "inventory, plan and write in one go"
@@ -18,6 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from migrate_fs import manifest, pipeline
+
     args.run = args.run or pipeline.default_run_name(args.out)
     pipeline.check_run(args.manifests, args.run, args.sources, args.out)
     with manifest.run_lock(args.manifests, args.run, "migrate-fs run"):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
-
-from migrate_fs import manifest, pipeline
 from migrate_fs.cli import common
 from migrate_fs.cli.common import EXIT_FAILED_OBJECTS
-from migrate_fs.pipeline import StepDone
-from migrate_fs.summary import table_text, totals
+
+if TYPE_CHECKING:  # the step and its tables are imported when the verb runs, not at start-up
+    from migrate_fs.pipeline import StepDone
 
 HELP = "execute the plan: write Part 10 files and the result"
 
@@ -23,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from migrate_fs import pipeline
+
     done = pipeline.write(run=args.run, out=args.out, manifests=args.manifests,
                           workers=args.workers, quiet=args.quiet, fsync=args.fsync)
     report(done, args)
@@ -33,6 +34,8 @@ def failed(done: StepDone) -> int:
     """Exit code 3 (and a line saying what to do) when objects failed to be written."""
     if not done.failed:
         return 0
+    import pyarrow.compute as pc
+
     failures = done.table.filter(pc.equal(done.table.column("status"), "failed"))
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(
         Counter(failures.column("reason").to_pylist()).items(), key=lambda x: -x[1]))
@@ -43,6 +46,9 @@ def failed(done: StepDone) -> int:
 
 
 def report(done: StepDone, args: argparse.Namespace) -> None:
+    from migrate_fs import manifest
+    from migrate_fs.summary import table_text, totals
+
     print(f"write: {totals(done.table)}; {done.bytes_written / 1e6:.1f} MB written now in "
           f"{done.seconds:.1f} s" + (f"; {done.repaired} missing or damaged outputs written "
                                      "again" if done.repaired else ""))
