@@ -144,12 +144,15 @@ def _inventory_stream(paths: list[str], _: Any, decode_check: str,
     return inventory_members(paths, decode_check, decoder)
 
 
-def _source_identity(obj: SourceObject) -> tuple[str, int | None, int | None]:
-    return obj.locator, obj.size, obj.mtime_ns
+def _source_identity(obj: SourceObject) -> tuple[str, int | None, int | None, int | None]:
+    """What names an inventory part: a file changed in place (a new ctime, even with the same
+    size and mtime) is read again on resume, never trusted from an older part."""
+    return obj.locator, obj.size, obj.mtime_ns, obj.ctime_ns
 
 
 def _file_key(paths: list[str]) -> str:
-    return part_key((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
+    return part_key((p, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                    for p, st in ((p, os.stat(p)) for p in paths))
 
 
 def _found_archives(manifests: str | Path, run: str) -> list[list[str]]:
