@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -149,8 +149,24 @@ class Window:
         return data[index:index + n]
 
 
+# Defined-length elements of these VRs that :func:`walk_dataset` shows the scanner (besides
+# the text values it checks itself, implicit VR elements, undefined lengths and the charset).
+SCANNED_VRS = frozenset({b"SQ", b"UN"})
+CHARSET_TAG = 0x00080005
+
+
 class ElementScan(Protocol):
-    """What :func:`walk_dataset` calls for each element (see :mod:`migrate_fs.scan`)."""
+    """What :func:`walk_dataset` shows the elements to (see :mod:`migrate_fs.scan`).
+
+    ``checks`` maps explicit VR bytes to the fullmatch of clean values: the walker checks a
+    top-level value of those VRs itself and calls ``record`` for one that is not clean or has
+    an odd length (never for a private one). ``element`` is called for the others that may
+    matter: sequences and other undefined lengths, UN, implicit VR elements (``vr`` None) and
+    (0008,0005)."""
+
+    checks: dict[bytes, Callable[[bytes], object]]
+
+    def record(self, path: str, tag: int, vr: bytes, raw: bytes) -> None: ...
 
     def element(self, win: Window, path: str, tag: int, vr: bytes | None, length: int,
                 pos: int, implicit: bool, little: bool) -> int: ...
@@ -200,6 +216,7 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
     Raises :class:`Invalid` for an unknown VR or a tag not above its predecessor's.
     """
     size = win.size
+    checks = scan.checks if scan is not None else {}
     unpack = (_LE if little else _BE).unpack_from
     length32 = (_U32LE if little else _U32BE).unpack_from
     last = last_at = -1
@@ -224,6 +241,7 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
             tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if vr == b"UN":
                 walk.un_tags.append(tag)
+            data = win.data  # the window may have moved
         if tag <= last:  # rare: raises unless a byte-for-byte repeat, which is stepped over
             check_repeat(win, tag, last, last_at, pos, value, length)
             walk.repeated.append(tag)
@@ -253,10 +271,20 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
         if value + length > size:
             raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} "
                             f"bytes, the object holds {size - value}")
-        if tag in wanted:
-            walk.values[tag] = (vr, win.bytes(value, length))
-        if scan is not None:
-            scan.element(win, "", tag, vr, length, value, implicit, little)
+        check = checks.get(vr)  # type: ignore[arg-type]  # None for implicit VR
+        if check is not None:  # a text value, checked here: the common case
+            j = value - win.base
+            raw = data[j:j + length] if j >= 0 and j + length <= len(data) else \
+                win.bytes(value, length)
+            if tag in wanted:
+                walk.values[tag] = (vr, raw)
+            if not tag >> 16 & 1 and (length & 1 or check(raw) is None):
+                scan.record("", tag, vr, raw)  # type: ignore[union-attr, arg-type]
+        else:
+            if tag in wanted:
+                walk.values[tag] = (vr, win.bytes(value, length))
+            if scan is not None and (vr is None or vr in SCANNED_VRS or tag == CHARSET_TAG):
+                scan.element(win, "", tag, vr, length, value, implicit, little)
         pos = value + length
     walk.end = pos
     return walk

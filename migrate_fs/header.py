@@ -179,15 +179,25 @@ def settle_encoding(header: Header, declared: Encoding | None, actual: Encoding 
     return True
 
 
-def declared_encoding(ts: UID, header: Header) -> Encoding | None:
+def declared_encoding(ts: str, header: Header) -> Encoding | None:
     """The encoding a transfer syntax declares, or None (problem recorded) if unsupported."""
-    if ts == DeflatedExplicitVRLittleEndian:
-        return Encoding(False, True)
-    if not ts.is_transfer_syntax:
+    encoding = _declared(ts)
+    if encoding is None:
         header.problem("unsupported_transfer_syntax",
-                       f"TransferSyntaxUID {ts!r} is not a known transfer syntax")
+                       f"TransferSyntaxUID {UID(ts)!r} is not a known transfer syntax")
+    return encoding
+
+
+@functools.lru_cache(maxsize=256)
+def _declared(ts: str) -> Encoding | None:
+    """:func:`declared_encoding` without the problem: one lookup per transfer syntax a run
+    meets, not one per object."""
+    uid = UID(ts)
+    if uid == DeflatedExplicitVRLittleEndian:
+        return Encoding(False, True)
+    if not uid.is_transfer_syntax:
         return None
-    return Encoding(ts.is_implicit_VR, ts.is_little_endian)
+    return Encoding(uid.is_implicit_VR, uid.is_little_endian)
 
 
 def classify(header: Header, has_directory_records: bool) -> None:

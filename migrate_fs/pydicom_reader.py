@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs.elements import (
     ITEM,
@@ -162,7 +162,7 @@ def _read(fp: _TruncationGuard, size: int, offset: int, header: Header) -> None:
         ts = header.transfer_syntax = _uid_text(file_meta, 0x00020010)
         offset = fp.tell()
         if ts:
-            declared = declared_encoding(UID(ts), header)
+            declared = declared_encoding(ts, header)
             if declared is None:
                 return
     elif not header.has_preamble and sniff_encoding(first) is None:

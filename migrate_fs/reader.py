@@ -23,7 +23,7 @@ from pydicom.charset import convert_encodings
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from migrate_fs.elements import (
     UNDEFINED,
@@ -122,7 +122,7 @@ def _read_lean(win: Window, header: Header) -> None:
         header.media_storage_sop_class_uid = _uid_text(meta.get(_META_MEDIA_CLASS))
         header.transfer_syntax = _uid_text(meta.get(_META_TRANSFER_SYNTAX))
         if header.transfer_syntax:
-            declared = declared_encoding(UID(header.transfer_syntax), header)
+            declared = declared_encoding(header.transfer_syntax, header)
             if declared is None:
                 return
     elif not header.has_preamble and sniff_encoding(first) is None:
@@ -220,16 +220,19 @@ def _uid_text(raw: bytes | None) -> str | None:
 
 def _lean_attributes(walk: Walk, header: Header, enc: Encoding) -> None:
     """Decode the kept raw values as pydicom would (ASCII directly, anything else by pydicom)."""
-    raw_charset = walk.values.get(_CHARSET, (None, None))[1]
+    values, attributes = walk.values, header.attributes
+    raw_charset = values.get(_CHARSET, (None, None))[1]
     charsets = None
-    for column, keyword in ATTRIBUTES.items():
-        vr, raw = walk.values.get(_KEYWORD_TAGS[keyword], (None, None))
+    for column, keyword, tag in _COLUMN_TAGS:
+        vr, raw = values.get(tag, _ABSENT)
         if not raw:
-            header.attributes[column] = None
+            attributes[column] = None
             continue
-        codec = "ascii" if raw.isascii() and b"\x1b" not in raw else \
-            _SINGLE_BYTE_OR_UTF8.get(raw_charset.strip() if raw_charset else b"")
-        text = _decode(raw, codec) if codec else None
+        if raw.isascii() and b"\x1b" not in raw:  # the common case: no codec to look up
+            text: str | None = raw.decode("ascii")
+        else:
+            codec = _SINGLE_BYTE_OR_UTF8.get(raw_charset.strip() if raw_charset else b"")
+            text = _decode(raw, codec) if codec else None
         if text is not None:
             text = text.strip() if keyword in _NUMBER_STRINGS else text.rstrip("\x00 ")
             if "\\" in text:
@@ -246,9 +249,12 @@ def _lean_attributes(walk: Walk, header: Header, enc: Encoding) -> None:
                 enc.is_implicit_vr, enc.is_little_endian)
             ds.set_original_encoding(enc.is_implicit_vr, enc.is_little_endian, charsets)
             text = text_value(ds, keyword, header)
-        header.attributes[column] = text or None
+        attributes[column] = text or None
 
 
+_COLUMN_TAGS = tuple((column, keyword, _KEYWORD_TAGS[keyword])
+                     for column, keyword in ATTRIBUTES.items())
+_ABSENT: tuple[None, None] = (None, None)
 _NUMBER_STRINGS = {"SeriesNumber", "InstanceNumber"}
 _PERSON_NAMES = {"PatientName"}
 # Declared character sets whose values decode as a whole, exactly as pydicom decodes them.

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from migrate_fs.charsets import CHARSET_VRS, ESC
 from migrate_fs.elements import (
+    CHARSET_TAG,
     ITEM,
     ITEM_END,
     MAX_NESTING,
+    SCANNED_VRS,
     SEQUENCE_END,
     UNDEFINED,
     Malformed,
@@ -32,12 +33,10 @@ from migrate_fs.elements import (
     decode_element_header,
 )
 from migrate_fs.transcode import dictionary_vr, tag_text
-from migrate_fs.values import suspect
+from migrate_fs.values import CLEAN, CLEAN_BYTES
 
-CHARSET_TAG = 0x00080005  # read by every reader before the text it decodes: must be text
-# VRs whose values are text: what the rules check.
-TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
-                      "TM", "UC", "UI", "UR", "UT"})
+# VRs whose values are text: what the rules check (each with its pattern of clean values).
+TEXT_VRS = frozenset(CLEAN)
 
 
 @dataclass
@@ -52,13 +51,23 @@ class Scanner:
     # Tag paths of item elements that repeat the element before them byte for byte.
     repeated: list[str] = field(default_factory=list)
 
+    # The walker's table: explicit VR bytes -> the fullmatch of clean values, for the elements
+    # it checks inline (:func:`migrate_fs.elements.walk_dataset` calls :meth:`record`).
+    checks = CLEAN_BYTES
+
     def value(self, path: str, tag: int, vr: str, raw: bytes) -> None:
-        """Record ``raw`` if a rule could care about it (``vr`` already resolved)."""
-        if vr not in TEXT_VRS or tag >> 16 & 1:
+        """Record ``raw`` if a rule could care about it (``vr`` already resolved): a value of
+        odd length, or one its VR's pattern of clean values does not match (which a value of a
+        charset VR that is not ASCII, or holds ESC, never does)."""
+        clean = CLEAN.get(vr)
+        if clean is None or tag >> 16 & 1:
             return
-        if len(raw) & 1 or suspect(vr, raw) or (
-                vr in CHARSET_VRS and (not raw.isascii() or ESC in raw)):
+        if len(raw) & 1 or clean(raw) is None:
             self.elements.append((path + tag_text(tag), vr, raw))
+
+    def record(self, path: str, tag: int, vr: bytes, raw: bytes) -> None:
+        """Record an element the walker found suspect."""
+        self.elements.append((path + tag_text(tag), vr.decode(), raw))
 
     def element(self, win: Window, path: str, tag: int, vr: bytes | None, length: int,
                 pos: int, implicit: bool, little: bool, depth: int = 0) -> int:
@@ -120,7 +129,7 @@ class Scanner:
             index += 1
         return pos
 
-    def _item(self, win: Window, pos: int, end: int | None, bounded: bool, implicit: bool,
+    def _item(self, win: Window, pos: int, end: int | None, bounded: bool, implicit: bool,  # noqa: C901 - the hot loop, inlined
               little: bool, path: str | None, depth: int) -> int:
         """Walk the elements of an item up to ``end``: its own end (``bounded``), or its
         sequence's, before which its delimiter must come."""
@@ -144,6 +153,18 @@ class Scanner:
                                      depth + 1)
                 else:
                     pos = value + length
+                continue
+            if vr is not None and length != UNDEFINED and vr not in SCANNED_VRS \
+                    and tag != CHARSET_TAG:  # the common case, here: no call
+                pos = value + length
+                if pos > win.size:
+                    raise Truncated(f"element {tag_text(tag)} declares {length} bytes, the "
+                                    f"object holds {win.size - value}")
+                check = CLEAN_BYTES.get(vr)
+                if check is not None and not tag >> 16 & 1:
+                    raw = win.bytes(value, length)
+                    if length & 1 or check(raw) is None:
+                        self.record(path, tag, vr, raw)
                 continue
             pos = self.element(win, path, tag, vr, length, value, implicit, little, depth)
         if not bounded:

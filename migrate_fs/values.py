@@ -89,10 +89,20 @@ def _ranged(one: bytes) -> bytes:
 
 
 _NO_LIMIT = sys.maxsize
-# VR -> (fullmatch of the clean values, maximum length in bytes). Charset VRs are clean only as
-# ASCII without ESC: other bytes are decoded with the character set, the inventory records them.
-_CLEAN: dict[str, tuple[Callable[[bytes], object], int]] = {
-    vr: (re.compile(pattern, re.DOTALL).fullmatch, limit) for vr, pattern, limit in (
+
+
+def _clean_pattern(pattern: bytes, limit: int) -> Callable[[bytes], object]:
+    """The fullmatch of ``pattern``, with the length limit (in bytes) folded in."""
+    if limit != _NO_LIMIT:
+        pattern = rb"(?=.{0,%d}\Z)" % limit + pattern
+    return re.compile(pattern, re.DOTALL).fullmatch
+
+
+# VR -> fullmatch of the clean values (a value longer than its VR's byte limit does not match).
+# Charset VRs are clean only as ASCII without ESC: other bytes are decoded with the character
+# set, the inventory records them.
+CLEAN: dict[str, Callable[[bytes], object]] = {
+    vr: _clean_pattern(pattern, limit) for vr, pattern, limit in (
         ("AE", _values(_PRINTABLE + rb"{0,16}"), _NO_LIMIT),
         ("AS", _values(_PRINTABLE + rb"{0,4}"), _NO_LIMIT),
         ("CS", _values(rb"[A-Z0-9 _]{0,16}"), _NO_LIMIT),
@@ -112,6 +122,9 @@ _CLEAN: dict[str, tuple[Callable[[bytes], object], int]] = {
         ("UT", _TEXT, _NO_LIMIT),
     )
 }
+# The same, keyed by the VR's two bytes as an explicit VR header holds them: the walker's table.
+CLEAN_BYTES: dict[bytes, Callable[[bytes], object]] = {
+    vr.encode(): clean for vr, clean in CLEAN.items()}
 
 
 def suspect(vr: str, raw: bytes) -> bool:
@@ -120,10 +133,8 @@ def suspect(vr: str, raw: bytes) -> bool:
     Never False where a rule applies; False for typical valid values. A value of a charset VR
     that is not ASCII, or holds ESC, is always suspect. VRs without rules: False.
     """
-    clean = _CLEAN.get(vr)
-    if clean is None:
-        return False
-    return len(raw) > clean[1] or clean[0](raw) is None
+    clean = CLEAN.get(vr)
+    return clean is not None and clean(raw) is None
 
 
 # --- findings ------------------------------------------------------------------------------------

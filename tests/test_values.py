@@ -20,6 +20,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from migrate_fs.charsets import CHARSET_VRS
 from migrate_fs.config import RULES
 from migrate_fs.problems import CATALOGUE
 from migrate_fs.values import (
@@ -254,6 +255,14 @@ def test_typical_valid_values_are_not_suspect(vr: str, raw: bytes) -> None:
     ("UI", b"1." + b"2" * 63), ("DA", b"20000229"), ("IS", b"1234567890")])
 def test_suspect_is_conservative(vr: str, raw: bytes) -> None:
     """Non-ASCII text, several UIDs, 29 February, ten-digit integers: left to check_value."""
+    assert suspect(vr, raw)
+
+
+@pytest.mark.parametrize("vr", sorted(CHARSET_VRS))
+@pytest.mark.parametrize("raw", [b"Abc\xe9", "Müller".encode(), b"\x1b$B;3ED\x1b(B", b"A\x1b"])
+def test_text_of_a_charset_vr_that_is_not_ascii_is_suspect(vr: str, raw: bytes) -> None:
+    """The scanner records such a value because its VR's clean pattern refuses it: there is
+    no check of the character set beside the pattern (the walker's one check per value)."""
     assert suspect(vr, raw)
 
 
