@@ -215,7 +215,8 @@ def read_part(folder: Path, name: str, stage: str, columns: list[str] | None = N
     schema = SCHEMAS[stage]
     fields = [schema.field(c) for c in (columns or schema.names)]
     part = pq.ParquetFile(folder / f"{name}.parquet")
-    present = [f.name for f in fields if f.name in part.schema_arrow.names]
+    names = set(part.schema_arrow.names)  # a property that converts the schema each time
+    present = [f.name for f in fields if f.name in names]
     table = part.read(columns=present)
     return pa.table([table.column(f.name).cast(f.type) if f.name in present
                      else pa.nulls(table.num_rows, f.type) for f in fields],

@@ -44,8 +44,8 @@ from migrate_fs.writer import TEMPORARY_SUFFIX, execute, execute_members
 if TYPE_CHECKING:  # imported by plan() alone: inventory and write need none of it
     from migrate_fs.plan import Planned
 
-INVENTORY_BATCH = 256
-WRITE_BATCH = 128
+INVENTORY_BATCH = 1024
+WRITE_BATCH = 512
 WRITE_BATCH_BYTES = 256 << 20
 DEFAULT_MANIFESTS = Path("manifests")
 

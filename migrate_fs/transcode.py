@@ -350,6 +350,13 @@ class Sink(Protocol):
 _BUFFER = memoryview(bytearray(CHUNK))  # one per worker process: no allocation per chunk
 
 
+def read_first(src: BinaryIO) -> memoryview:
+    """The first bytes of ``src`` (up to CHUNK; all of a typical header and a small object),
+    read into the worker's buffer with one call: valid until the buffer's next use."""
+    got = src.readinto(_BUFFER)  # type: ignore[attr-defined]
+    return _BUFFER[:got or 0]
+
+
 def copy_range(src: BinaryIO, sink: Sink, length: int | None, unit: int = 1) -> int:
     """Copy ``length`` bytes (all, if None) from ``src``, swapping ``unit``-byte values."""
     copied, step = 0, CHUNK - CHUNK % max(unit, 1)

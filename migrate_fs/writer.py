@@ -14,6 +14,7 @@ complete, never over an existing file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import hashlib
@@ -31,13 +32,14 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from migrate_fs import __version__
 from migrate_fs.archives import STREAM_ERRORS, iter_members
 from migrate_fs.paths import resolve_inside
-from migrate_fs.sources import HEAD_BYTES, file_identity, head_digest
+from migrate_fs.sources import file_identity, head_digest
 from migrate_fs.transcode import (
     CHUNK,
     WriteError,
     copy_range,
     edits_for,
     encode_element_header,
+    read_first,
     transcode,
     transcode_buffer,
     writes_known_vrs,
@@ -67,16 +69,29 @@ def _uid(value: str) -> bytes:
     return data + b"\x00" * (len(data) % 2)
 
 
+def _meta_element(element: int, vr: str, value: bytes) -> bytes:
+    return encode_element_header(0x00020000 | element, vr, len(value)) + value
+
+
+_META_VERSION = _meta_element(0x0001, "OB", b"\x00\x01")
+_META_IMPLEMENTATION = _meta_element(0x0012, "UI", _uid(ImplementationClassUID)) + _meta_element(
+    0x0013, "SH", ImplementationVersionName.encode("ascii")
+    + b" " * (len(ImplementationVersionName) % 2))
+_UI_HEADER = struct.Struct("<HH2sH")  # an explicit VR little endian header of a short value
+
+
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> bytes:
-    """Preamble, 'DICM' and a file meta group for the given dataset identifiers."""
-    version = ImplementationVersionName.encode("ascii")
-    elements = [(0x0001, "OB", b"\x00\x01"), (0x0002, "UI", _uid(sop_class_uid)),
-                (0x0003, "UI", _uid(sop_instance_uid)), (0x0010, "UI", _uid(transfer_syntax)),
-                (0x0012, "UI", _uid(ImplementationClassUID)),
-                (0x0013, "SH", version + b" " * (len(version) % 2))]
-    body = b"".join(encode_element_header(0x00020000 | e, vr, len(v)) + v for e, vr, v in elements)
-    length = encode_element_header(0x00020000, "UL", 4) + struct.pack("<I", len(body))
-    return PREAMBLE + length + body
+    """Preamble, 'DICM' and a file meta group for the given dataset identifiers (the constant
+    elements encoded once per process)."""
+    parts = [_META_VERSION]
+    for element, value in ((0x0002, sop_class_uid), (0x0003, sop_instance_uid),
+                           (0x0010, transfer_syntax)):
+        data = _uid(value)
+        parts += (_UI_HEADER.pack(0x0002, element, b"UI", len(data)), data)
+    parts.append(_META_IMPLEMENTATION)
+    body = b"".join(parts)
+    return PREAMBLE + _UI_HEADER.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) \
+        + body
 
 
 def execute(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
@@ -149,25 +164,26 @@ def write_object(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
         if not name or name in (".", "..") or "\\" in name or "\x00" in name:
             raise WriteError("unsafe_path", f"output file name {name!r} is not a plain name")
         folder = _output_folder(str(out_root), folder_path)
-        target = folder / name
-        tmp = folder / temporary_name(name)
-        try:
-            if not folder.is_dir():  # removed since it was cached (a new run, a cleanup)
-                _output_folder.cache_clear()
-                folder = _output_folder(str(out_root), folder_path)
-            opened = open_source(row) if source is None else contextlib.nullcontext(source)
-            with opened as src, open(tmp, "wb", buffering=OUT_BUFFER) as out:
-                sink = _HashingWriter(out)
-                sink.write(file_meta(row["sop_class_uid"],
-                                     row.get("output_sop_instance_uid") or row["sop_instance_uid"],
-                                     row["output_transfer_syntax"]))
-                changes += _copy_dataset(src, row, sink)
+        first: memoryview | None = None
+        if source is None:
+            opened, first = open_source(row)
+        else:
+            opened = contextlib.nullcontext(source)  # type: ignore[assignment]
+        with opened as src:
+            out = _Output(folder, name, str(out_root), folder_path)
+            try:
+                with open(out.fd, "wb", buffering=OUT_BUFFER, closefd=False) as f:
+                    sink = _HashingWriter(f)
+                    sink.write(file_meta(row["sop_class_uid"],
+                                         row.get("output_sop_instance_uid")
+                                         or row["sop_instance_uid"],
+                                         row["output_transfer_syntax"]))
+                    changes += _copy_dataset(src, row, sink, first)
                 if fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            status, message = _place(tmp, target, sink.sha256.hexdigest())
-        finally:
-            tmp.unlink(missing_ok=True)
+                    os.fsync(out.fd)
+                status, message = out.place(sink.sha256.hexdigest())
+            finally:
+                out.close()
     except WriteError as exc:
         return _result("failed", message=str(exc), reason=exc.reason, changes=changes)
     except OSError as exc:
@@ -184,18 +200,140 @@ TEMPORARY_SUFFIX = ".migrate-fs.tmp"
 
 
 def temporary_name(name: str) -> str:
-    """The temporary file an output is written to before it is linked into place: one name
-    per output (a resumed write reuses it, truncating what a killed one left), hidden, and
-    with a suffix nothing else uses, so that a sweep removes only migrate-fs's own files."""
+    """The temporary file an output is written to before it is linked into place where the
+    file system has no unnamed files (see :class:`_Output`): one name per output (a resumed
+    write reuses it, truncating what a killed one left), hidden, and with a suffix nothing else
+    uses, so that a sweep removes only migrate-fs's own files."""
     return f".{name}{TEMPORARY_SUFFIX}"
 
 
-def open_source(row: dict[str, Any]) -> BinaryIO:
+_AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
+# How this process names an unnamed output file: "empty_path" (linkat AT_EMPTY_PATH, which
+# needs CAP_DAC_READ_SEARCH), "proc" (a link to /proc/self/fd/N), or None: no unnamed files,
+# a named temporary file instead. Settled by the first output (see _Output.place).
+_naming: list[str | None] = ["empty_path", "proc"]
+
+
+class _Output:
+    """The file an output is written to, and how it gets its name once complete.
+
+    Where the file system has unnamed files (``O_TMPFILE``: ext4, XFS, Btrfs, tmpfs) the output
+    is one: it has no name until :meth:`place` links it, so an interrupted write leaves nothing
+    behind, and creating it costs no directory entry to add and remove (measured with
+    ``scripts/bench_create.py``). Elsewhere it is the temporary file :func:`temporary_name`,
+    linked into place and then removed. Neither way ever replaces an existing file.
+    """
+
+    def __init__(self, folder: str, name: str, out_root: str, folder_path: str) -> None:
+        self.folder, self.target = folder, f"{folder}/{name}"
+        self.tmp: str | None = None  # the temporary file's path, where there is one
+        try:
+            self.fd = self._open(folder, name)
+        except FileNotFoundError:  # the folder was removed since it was made (a cleanup)
+            _output_folder.cache_clear()
+            self.folder = folder = _output_folder(out_root, folder_path)
+            self.fd = self._open(folder, name)
+
+    def _open(self, folder: str, name: str) -> int:
+        if _naming:
+            try:
+                return os.open(folder, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+                _naming.clear()  # this file system has no unnamed files
+        self.tmp = f"{folder}/{temporary_name(name)}"
+        return os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                       | os.O_CLOEXEC, 0o644)
+
+    def place(self, sha256: str) -> tuple[str, str | None]:
+        """Give the complete file its name; ``already_present`` if an identical file has it,
+        :class:`WriteError` ``output_exists_different`` if another file does."""
+        try:
+            if self.tmp is None:
+                self._link_unnamed()
+            else:
+                _link_named(self.tmp, self.target)
+            return "written", None
+        except FileExistsError:
+            if _sha256(self.target) == sha256:
+                return "already_present", "an identical file was already at the output path"
+            raise WriteError("output_exists_different",
+                             f"{self.target} exists with different content; not "
+                             "overwritten") from None
+
+    def _link_unnamed(self) -> None:
+        """Link the unnamed file to the target, the first way of :data:`_naming` that works
+        (a way that fails for want of a privilege or of /proc is not tried again); where none
+        does, its bytes go to a named temporary file that is linked instead."""
+        target = self.target.encode()
+        while _naming:
+            try:
+                if _naming[0] == "empty_path":
+                    if _libc().linkat(self.fd, b"", _AT_FDCWD, target, _AT_EMPTY_PATH) != 0:
+                        code = ctypes.get_errno()
+                        raise OSError(code, os.strerror(code), self.target)
+                else:
+                    os.link(f"/proc/self/fd/{self.fd}", self.target, follow_symlinks=True)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EPERM, errno.EXDEV, errno.EACCES,
+                                     errno.EINVAL, errno.ENOSYS) or not os.path.isdir(self.folder):
+                    raise
+                _naming.pop(0)
+        self._name_by_copy()
+
+    def _name_by_copy(self) -> None:
+        """No way to name an unnamed file: copy it to a named temporary file, link that."""
+        folder, _, name = self.target.rpartition("/")
+        self.tmp = tmp = f"{folder}/{temporary_name(name)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o644)
+        try:
+            offset = 0
+            while chunk := os.pread(self.fd, CHUNK, offset):
+                offset += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        _link_named(tmp, self.target)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _link_named(tmp: str, target: str) -> None:
+    """Link a complete temporary file into place; never replace an existing file."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:  # file systems without hard links: check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", target) from None
+        os.rename(tmp, target)
+
+
+def open_source(row: dict[str, Any]) -> tuple[BinaryIO, memoryview]:
     """Open the inventoried file, never through a symbolic link, and check that it is the
     same file: device, inode, size, mtime and ctime as the inventory saw them, and the same
-    first bytes. Otherwise ``source_changed``: run inventory and plan again."""
+    first bytes. Otherwise ``source_changed``: run inventory and plan again.
+
+    Returns the file, positioned after its first bytes, and those bytes (up to CHUNK, in the
+    worker's buffer, valid until its next use): the one read that both checks the file and
+    starts the copy."""
     try:
-        fd = os.open(row["locator"], os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(row["locator"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise WriteError("source_changed", "the source is now a symbolic link; it is not "
@@ -204,14 +342,15 @@ def open_source(row: dict[str, Any]) -> BinaryIO:
     src = os.fdopen(fd, "rb", buffering=0)
     try:
         _same_file(os.fstat(fd), row)
+        first = read_first(src)
         expected = row.get("head_sha256")
-        if expected is not None and head_digest(os.pread(fd, HEAD_BYTES, 0)) != expected:
+        if expected is not None and head_digest(first) != expected:
             raise WriteError("source_changed", "the source's first bytes differ from what the "
                              "inventory read: run inventory and plan again")
     except BaseException:
         src.close()
         raise
-    return src  # type: ignore[return-value]
+    return src, first  # type: ignore[return-value]
 
 
 def _same_file(st: os.stat_result, row: dict[str, Any]) -> None:
@@ -227,7 +366,7 @@ def _same_file(st: os.stat_result, row: dict[str, Any]) -> None:
 
 
 @functools.lru_cache(maxsize=8192)
-def _output_folder(out_root: str, folder_path: str) -> Path:
+def _output_folder(out_root: str, folder_path: str) -> str:
     """The output folder for a planned path, checked to be inside the root and created once
     per worker (a cache: the hot path makes no per-object mkdir or realpath calls)."""
     try:
@@ -235,7 +374,7 @@ def _output_folder(out_root: str, folder_path: str) -> Path:
     except ValueError as exc:
         raise WriteError("unsafe_path", str(exc)) from None
     folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return str(folder)
 
 
 def _result(status: str, *, size: int | None = None, sha256: str | None = None,
@@ -248,25 +387,7 @@ def _result(status: str, *, size: int | None = None, sha256: str | None = None,
     return result
 
 
-def _place(tmp: Path, target: Path, sha256: str) -> tuple[str, str | None]:
-    """Link the complete temporary file into place; never replace an existing file."""
-    try:
-        os.link(tmp, target)
-        return "written", None
-    except FileExistsError:
-        if _sha256(target) == sha256:
-            return "already_present", "an identical file was already at the output path"
-        raise WriteError("output_exists_different",
-                         f"{target} exists with different content; not overwritten") from None
-    except OSError:  # file systems without hard links: check, then rename
-        if target.exists():
-            raise WriteError("output_exists_different",
-                             f"{target} exists; not overwritten") from None
-        os.rename(tmp, target)
-        return "written", None
-
-
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -274,7 +395,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> list[dict[str, Any]]:
+def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
+                  first: memoryview | None = None) -> list[dict[str, Any]]:
     """Write the dataset in explicit VR little endian; return the changes this made.
 
     Without header changes an explicit VR little endian dataset is spliced and a deflated one
@@ -282,7 +404,14 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter) -> l
     the header is re-encoded element by element and the pixel data value copied.
     """
     edits, known_vrs = edits_for(row), writes_known_vrs(row)
-    src.seek(row["dataset_offset"])
+    offset = row["dataset_offset"]
+    if first is not None and offset < len(first) and not row["is_implicit_vr"] \
+            and row["is_little_endian"] and not edits and not known_vrs \
+            and row["transfer_syntax"] != DeflatedExplicitVRLittleEndian:
+        sink.write(first[offset:])  # the splice, from the bytes the source check read
+        copy_range(src, sink, None)
+        return []
+    src.seek(offset)
     if row["transfer_syntax"] == DeflatedExplicitVRLittleEndian:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         if edits or known_vrs:  # deflated datasets are small: inflate, then re-encode

@@ -129,3 +129,57 @@ def test_output_path_outside_the_root_is_refused(tmp_path: Path) -> None:
     result = write_object(row, tmp_path / "out")
     assert (result["status"], result["reason"]) == ("failed", "unsafe_path")
     assert not (tmp_path / "escaped.dcm").exists()
+
+
+def _refuse_tmpfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without unnamed files (NFS, older kernels): O_TMPFILE fails."""
+    real_open = writer.os.open
+
+    def no_tmpfile(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & writer.os.O_TMPFILE == writer.os.O_TMPFILE:
+            raise OSError(95, "Operation not supported", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(writer.os, "open", no_tmpfile)
+
+
+def _refuse_links_to_unnamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No privilege for AT_EMPTY_PATH and no usable /proc: an unnamed file cannot be named."""
+    real_link = writer.os.link
+
+    def no_proc(src: Any, dst: Any, **kwargs: Any) -> None:
+        if str(src).startswith("/proc/"):
+            raise OSError(18, "Invalid cross-device link", src)
+        real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(writer.os, "link", no_proc)
+    monkeypatch.setattr(writer, "_naming", ["proc"])
+
+
+@pytest.mark.parametrize("file_system", ["as it is", "no unnamed files", "unnamed, no way to "
+                                         "name them"])
+def test_every_way_of_creating_the_output_gives_the_same_files(
+        file_system: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs are the same bytes however the file system lets them be created, none is left
+    half-named or as a temporary file, and none replaces an existing file."""
+    rows = [planned(r) for r in MIGRATABLE[:12]]
+    reference = {r["output_path"]: write_object(dict(r), tmp_path / "ref")["output_sha256"]
+                 for r in rows}
+    monkeypatch.setattr(writer, "_naming", ["empty_path", "proc"])
+    if file_system == "no unnamed files":
+        _refuse_tmpfile(monkeypatch)
+    elif file_system != "as it is":
+        _refuse_links_to_unnamed(monkeypatch)
+    out = tmp_path / "out"
+    results = {r["output_path"]: write_object(dict(r), out) for r in rows}
+    assert {p: r["status"] for p, r in results.items()} == dict.fromkeys(reference, "written")
+    assert {p: r["output_sha256"] for p, r in results.items()} == reference
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(reference)
+    target = out / rows[0]["output_path"]
+    target.write_bytes(b"somebody else's file")
+    result = write_object(dict(rows[0]), out)
+    assert (result["status"], result["reason"]) == ("failed", "output_exists_different")
+    assert target.read_bytes() == b"somebody else's file"
+    assert write_object(dict(rows[1]), out)["status"] == "already_present"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == files
