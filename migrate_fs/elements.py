@@ -23,17 +23,20 @@ from typing import BinaryIO, Protocol
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_FIRST_PIXEL_TAG = min(PIXEL_DATA_TAGS)
 VR_LENGTH_32 = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                           b"UR", b"UT", b"UV"})
 VALID_VRS = VR_LENGTH_32 | {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS",
                             b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
                             b"US"}
+VR_LENGTH_16 = VALID_VRS - VR_LENGTH_32  # explicit VRs whose length is a 16-bit field
 FIRST_READ = 16 * 1024
 LATER_READ = 64 * 1024
 _LE = struct.Struct("<HHI")
 _BE = struct.Struct(">HHI")
 _U32LE = struct.Struct("<I")
 _U32BE = struct.Struct(">I")
+HEADER_STRUCTS = (_BE, _LE)  # by ``little``: an element header's (group, element, 4 bytes)
 
 
 class Truncated(Exception):
@@ -219,8 +222,14 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
     checks = scan.checks if scan is not None else {}
     unpack = (_LE if little else _BE).unpack_from
     length32 = (_U32LE if little else _U32BE).unpack_from
+    fast = little and not implicit
     last = last_at = -1
     while pos < size:
+        if fast:
+            pos, last, last_at = _plain_run(win, pos, last, last_at, wanted, walk.values, checks,
+                                            scan)
+            if pos >= size:
+                break
         data, i = win.data, pos - win.base
         if 0 <= i and i + 12 <= len(data):  # the common case, inlined: no call per element
             group, number, length = unpack(data, i)
@@ -248,7 +257,7 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
             last_at, pos = pos, value + length
             continue
         last, last_at = tag, pos
-        if tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
+        if tag >= _FIRST_PIXEL_TAG and tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
             walk.pixel_data_offset = pos
             walk.pixel_data_encapsulated = length == UNDEFINED
             end = skip_items(win, value, little) if length == UNDEFINED else value + length
@@ -258,7 +267,7 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
                                 f"{size - value}")
             pos = end
             continue
-        if tag == ITEM_END or tag == SEQUENCE_END:
+        if tag >= ITEM_END and (tag == ITEM_END or tag == SEQUENCE_END):
             raise Malformed(f"delimiter ({tag >> 16:04X},{tag & 0xFFFF:04X}) at top level, "
                             f"byte {pos}")
         if length == UNDEFINED:
@@ -288,6 +297,58 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
         pos = value + length
     walk.end = pos
     return walk
+
+
+_SHORT_HEADER = struct.Struct("<HH2sH")  # explicit VR little endian: group, element, VR, length
+# The VRs :func:`_plain_run` takes: every VR but SQ and UN, which the scanner must see.
+_PLAIN_SHORT = VR_LENGTH_16
+_PLAIN_LONG = VR_LENGTH_32 - {b"SQ", b"UN"}
+
+
+def _plain_run(win: Window, pos: int, last: int, last_at: int, wanted: frozenset[int],
+               values: dict[int, tuple[bytes | None, bytes | None]],
+               checks: dict[bytes, Callable[[bytes], object]], scan: ElementScan | None
+               ) -> tuple[int, int, int]:
+    """Step over the run of plain elements at ``pos`` (explicit VR little endian): what
+    :func:`walk_dataset` does for each, with no call per element. Stops, returning ``(pos,
+    last, last_at)``, at the first element that is anything else (a sequence, UN, an undefined
+    length, a tag not above the last, a VR that is none, the pixel data or a delimiter, the
+    character set in a VR that is not text, a value past the bytes read): the walk's general
+    case takes that one."""
+    data, base = win.data, win.base
+    n = len(data)
+    header = _SHORT_HEADER.unpack_from
+    length32 = _U32LE.unpack_from
+    i = pos - base
+    while i >= 0 and i + 12 <= n:
+        group, number, vr, length = header(data, i)
+        tag = group << 16 | number
+        if tag <= last or tag >= _FIRST_PIXEL_TAG:
+            break
+        if vr in _PLAIN_SHORT:
+            value = i + 8
+        elif vr in _PLAIN_LONG:
+            length, value = length32(data, i + 8)[0], i + 12
+            if length == UNDEFINED:
+                break
+        else:
+            break
+        end = value + length
+        if end > n:
+            break
+        check = checks.get(vr)
+        if check is not None:
+            raw = data[value:end]
+            if tag in wanted:
+                values[tag] = (vr, raw)
+            if not group & 1 and (length & 1 or check(raw) is None):
+                scan.record("", tag, vr, raw)  # type: ignore[union-attr]
+        elif tag == CHARSET_TAG and scan is not None:
+            break
+        elif tag in wanted:
+            values[tag] = (vr, data[value:end])
+        last, last_at, i = tag, base + i, end
+    return base + i, last, last_at
 
 
 def skip_items(win: Window, pos: int, little: bool, implicit: bool = False) -> int:

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 
 from migrate_fs.elements import (
     CHARSET_TAG,
+    HEADER_STRUCTS,
     ITEM,
     ITEM_END,
     MAX_NESTING,
     SCANNED_VRS,
     SEQUENCE_END,
     UNDEFINED,
+    VR_LENGTH_16,
     Malformed,
     NestingTooDeep,
     Truncated,
@@ -134,8 +136,16 @@ class Scanner:
         """Walk the elements of an item up to ``end``: its own end (``bounded``), or its
         sequence's, before which its delimiter must come."""
         start, last, last_at = pos, -1, -1
+        unpack = HEADER_STRUCTS[little].unpack_from
         while end is None or pos < end:
-            tag, vr, length, value = decode_element_header(win, pos, implicit, little)
+            data, i = win.data, pos - win.base
+            vr = data[i + 4:i + 6] if not implicit and 0 <= i and i + 8 <= len(data) else None
+            if vr in VR_LENGTH_16:  # the common case, inlined: a short explicit VR element
+                group, number, length = unpack(data, i)
+                tag, value = group << 16 | number, pos + 8
+                length = length >> 16 if little else length & 0xFFFF
+            if vr not in VR_LENGTH_16 or group == 0xFFFE:  # (items: no VR, whatever the bytes)
+                tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if tag == ITEM_END:
                 if bounded:  # which end is the item's: its length or its delimiter?
                     raise Malformed(f"an item delimiter at byte {pos} inside the item at byte "

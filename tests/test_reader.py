@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -199,3 +200,78 @@ def test_lean_reader_and_pydicom_agree_that_cut_files_are_broken(name: str) -> N
         for header in (lean, slow):
             assert header.problems_blocking() or {"StudyInstanceUID", "SeriesInstanceUID"} \
                 & set(header.missing), cut
+
+
+def _general_only(win, pos, last, last_at, *args):  # noqa: ANN001, ANN202 - _plain_run's form
+    return pos, last, last_at
+
+
+def _header_facts(data: bytes) -> tuple:
+    header = read_header(io.BytesIO(data), len(data))
+    return tuple(getattr(header, n) for n in HEADER_FIELDS) + tuple(
+        (p.code, p.message) for p in header.problems)
+
+
+def _mutations(data: bytes, count: int = 40) -> list[bytes]:
+    """Cuts and single flipped bytes across the header: what breaks a walk half-way."""
+    header_end = min(len(data), 4096)
+    step = max(1, header_end // count)
+    cuts = [data[:cut] for cut in range(132, header_end, step)]
+    flips = [data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+             for at in range(132, header_end, step)]
+    return cuts + flips
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    """An explicit VR little endian element, its value as given (no padding)."""
+    head = struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr)
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT", b"UC", b"UR"):
+        return head + struct.pack("<HI", 0, len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def _rule_bait(charset_vr: bytes = b"CS") -> bytes:
+    """A Part 10 file whose header holds what the scanner must record, and what it must not:
+    odd lengths, non-ASCII text, bad dates and numbers, private text, a sequence, UN, binary."""
+    item = _element(0x00080020, b"DA", b"1.2.2001") + _element(0x00100010, b"PN", b"Doe")
+    sequence = b"\xfe\xff\x00\xe0" + struct.pack("<I", len(item)) + item
+    dataset = b"".join([
+        _element(0x00080005, charset_vr, b"ISO_IR 100"), _element(0x00080016, b"UI", b"1.2.3\x00"),
+        _element(0x00080018, b"UI", b"1.2.3.4"), _element(0x00080020, b"DA", b"2001"),
+        _element(0x00080060, b"CS", b"CT"), _element(0x00080090, b"PN", b"Doe"),
+        _element(0x00081030, b"LO", "Müller".encode("latin-1")),
+        _element(0x00081115, b"SQ", sequence), _element(0x00090010, b"LO", b"ACME"),
+        _element(0x00091001, b"LO", b"x\xe9z"), _element(0x00100010, b"PN", b"Doe^J\xf6rg "),
+        _element(0x00100020, b"LO", b"ID 1"), _element(0x00180050, b"DS", b"1,5 "),
+        _element(0x00181030, b"UN", b"ABC "), _element(0x0020000D, b"UI", b"1.2.3.5"),
+        _element(0x0020000E, b"UI", b"1.02.3.6"), _element(0x00200013, b"IS", b"1 "),
+        _element(0x00204000, b"LT", b"x" * 11000), _element(0x00280010, b"US", b"\x02\x00"),
+        _element(0x00280011, b"US", b"\x02\x00"), _element(0x00290010, b"OB", b"\x00\x01"),
+        _element(0x7FE00010, b"OW", bytes(8))])
+    meta = _element(0x00020010, b"UI", ExplicitVRLittleEndian.encode() + b"\x00")
+    return bytes(128) + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(meta))) \
+        + meta + dataset
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtstruct.dcm",
+                                  "reportsi.dcm", "image_dfl.dcm", "JPEG2000.dcm",
+                                  "SC_rgb_small_odd.dcm", "nested_priv_SQ.dcm", "rule bait",
+                                  "character set as OB"])
+def test_fast_path_and_general_walk_agree(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walker's run of plain elements (explicit VR little endian, no call per element) and
+    its general case give the same header, problems and messages, also where a cut or a
+    flipped byte breaks the object."""
+    from migrate_fs import elements
+
+    data = _rule_bait() if name == "rule bait" else _rule_bait(b"OB") if name.endswith("OB") \
+        else (PYDICOM_DATA / "test_files" / name).read_bytes()
+    cases = [data, *_mutations(data)]
+    fast = [_header_facts(case) for case in cases]
+    monkeypatch.setattr(elements, "_plain_run", _general_only)
+    assert [_header_facts(case) for case in cases] == fast
+    if name == "rule bait":  # what the walk records, spelled out
+        header = read_header(io.BytesIO(data), len(data))
+        assert [tag for tag, _, _ in header.elements] == [
+            "(0008,0018)", "(0008,0020)", "(0008,0090)", "(0008,1030)",
+            "(0008,1115)[0].(0008,0020)", "(0008,1115)[0].(0010,0010)", "(0010,0010)",
+            "(0018,0050)", "(0020,000D)", "(0020,000E)", "(0020,4000)"]
