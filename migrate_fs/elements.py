@@ -226,8 +226,8 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
     last = last_at = -1
     while pos < size:
         if fast:
-            pos, last, last_at = _plain_run(win, pos, last, last_at, wanted, walk.values, checks,
-                                            scan)
+            pos, last, last_at = plain_run(win, pos, last, last_at, wanted, walk.values, checks,
+                                           scan)
             if pos >= size:
                 break
         data, i = win.data, pos - win.base
@@ -300,25 +300,34 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
 
 
 _SHORT_HEADER = struct.Struct("<HH2sH")  # explicit VR little endian: group, element, VR, length
-# The VRs :func:`_plain_run` takes: every VR but SQ and UN, which the scanner must see.
+# The VRs :func:`plain_run` takes: every VR but SQ and UN, which the scanner must see.
 _PLAIN_SHORT = VR_LENGTH_16
 _PLAIN_LONG = VR_LENGTH_32 - {b"SQ", b"UN"}
+# Text values (VR bytes + value) a check found clean, in this process: most values of an
+# archive repeat from object to object, and a set lookup costs a fraction of a pattern match.
+# Short values only; emptied when full, so that it stays a few megabytes.
+_CLEAN_SEEN: set[bytes] = set()
+_SEEN_LENGTH = 64
+_SEEN_MAX = 1 << 16
 
 
-def _plain_run(win: Window, pos: int, last: int, last_at: int, wanted: frozenset[int],
-               values: dict[int, tuple[bytes | None, bytes | None]],
-               checks: dict[bytes, Callable[[bytes], object]], scan: ElementScan | None
-               ) -> tuple[int, int, int]:
-    """Step over the run of plain elements at ``pos`` (explicit VR little endian): what
-    :func:`walk_dataset` does for each, with no call per element. Stops, returning ``(pos,
-    last, last_at)``, at the first element that is anything else (a sequence, UN, an undefined
-    length, a tag not above the last, a VR that is none, the pixel data or a delimiter, the
-    character set in a VR that is not text, a value past the bytes read): the walk's general
-    case takes that one."""
+def plain_run(win: Window, pos: int, last: int, last_at: int, wanted: frozenset[int],  # noqa: C901 - the hot loop, inlined
+              values: dict[int, tuple[bytes | None, bytes | None]],
+              checks: dict[bytes, Callable[[bytes], object]], scan: ElementScan | None,
+              path: str = "", stop: int | None = None) -> tuple[int, int, int]:
+    """Step over the run of plain elements at ``pos`` (explicit VR little endian), up to
+    ``stop`` (an item's end) if given: what :func:`walk_dataset` (or the scanner, in an item
+    whose elements' paths start with ``path``) does for each, with no call per element. Stops,
+    returning ``(pos, last, last_at)``, at the first element that is anything else (a
+    sequence, UN, an undefined length, a tag not above the last, a VR that is none, the pixel
+    data or a delimiter, the character set in a VR that is not text, a value past the bytes
+    read or past ``stop``): the general case takes that one."""
     data, base = win.data, win.base
     n = len(data)
+    limit = n if stop is None else min(n, stop - base)
     header = _SHORT_HEADER.unpack_from
     length32 = _U32LE.unpack_from
+    seen = _CLEAN_SEEN
     i = pos - base
     while i >= 0 and i + 12 <= n:
         group, number, vr, length = header(data, i)
@@ -334,15 +343,25 @@ def _plain_run(win: Window, pos: int, last: int, last_at: int, wanted: frozenset
         else:
             break
         end = value + length
-        if end > n:
+        if end > limit:
             break
         check = checks.get(vr)
         if check is not None:
             raw = data[value:end]
             if tag in wanted:
                 values[tag] = (vr, raw)
-            if not group & 1 and (length & 1 or check(raw) is None):
-                scan.record("", tag, vr, raw)  # type: ignore[union-attr]
+            if group & 1:
+                pass  # private: never recorded
+            elif length & 1:
+                scan.record(path, tag, vr, raw)  # type: ignore[union-attr]
+            elif length <= _SEEN_LENGTH and vr + raw in seen:
+                pass  # a value already found clean (a manufacturer, a date, a code...)
+            elif check(raw) is None:
+                scan.record(path, tag, vr, raw)  # type: ignore[union-attr]
+            elif length <= _SEEN_LENGTH:
+                if len(seen) >= _SEEN_MAX:
+                    seen.clear()
+                seen.add(vr + raw)
         elif tag == CHARSET_TAG and scan is not None:
             break
         elif tag in wanted:

@@ -15,6 +15,7 @@ fallback from its dataset), so both record the same elements.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from migrate_fs.elements import (
@@ -33,12 +34,15 @@ from migrate_fs.elements import (
     Window,
     check_repeat,
     decode_element_header,
+    plain_run,
 )
 from migrate_fs.transcode import dictionary_vr, tag_text
 from migrate_fs.values import CLEAN, CLEAN_BYTES
 
 # VRs whose values are text: what the rules check (each with its pattern of clean values).
 TEXT_VRS = frozenset(CLEAN)
+_NOTHING: frozenset[int] = frozenset()  # no raw values kept from inside sequences
+_NO_CHECKS: dict[bytes, Callable[[bytes], object]] = {}  # a private sequence: nothing recorded
 
 
 @dataclass
@@ -137,7 +141,14 @@ class Scanner:
         sequence's, before which its delimiter must come."""
         start, last, last_at = pos, -1, -1
         unpack = HEADER_STRUCTS[little].unpack_from
+        fast = little and not implicit
+        checks, scan = (CLEAN_BYTES, self) if path is not None else (_NO_CHECKS, None)
         while end is None or pos < end:
+            if fast:  # a run of plain elements in one loop, then the general case below
+                pos, last, last_at = plain_run(win, pos, last, last_at, _NOTHING, {}, checks,
+                                               scan, path or "", end)
+                if end is not None and pos >= end:
+                    break
             data, i = win.data, pos - win.base
             vr = data[i + 4:i + 6] if not implicit and 0 <= i and i + 8 <= len(data) else None
             if vr in VR_LENGTH_16:  # the common case, inlined: a short explicit VR element

@@ -143,8 +143,8 @@ def test_source_tree_is_unchanged(which: str, request: pytest.FixtureRequest) ->
     assert tree_digest(run.export) == run.before
 
 
-def test_rerun_resumes_without_rewriting(sample_migration: Migration, tmp_path: Path) -> None:
-    run = sample_migration
+def test_rerun_resumes_without_rewriting(sample_export: Path, tmp_path: Path) -> None:
+    run = Migration(sample_export, tmp_path)  # its own run: the shared one stays as it was
     written = sorted(p for p in run.out.rglob("*.dcm"))
     stamps = {p: p.stat().st_mtime_ns for p in written}
     parts = sorted((run.manifests / run.run / "result").glob("*.parquet"))

@@ -202,7 +202,7 @@ def test_lean_reader_and_pydicom_agree_that_cut_files_are_broken(name: str) -> N
                 & set(header.missing), cut
 
 
-def _general_only(win, pos, last, last_at, *args):  # noqa: ANN001, ANN202 - _plain_run's form
+def _general_only(win, pos, last, last_at, *args):  # noqa: ANN001, ANN202 - plain_run's form
     return pos, last, last_at
 
 
@@ -261,13 +261,14 @@ def test_fast_path_and_general_walk_agree(name: str, monkeypatch: pytest.MonkeyP
     """The walker's run of plain elements (explicit VR little endian, no call per element) and
     its general case give the same header, problems and messages, also where a cut or a
     flipped byte breaks the object."""
-    from migrate_fs import elements
+    from migrate_fs import elements, scan
 
     data = _rule_bait() if name == "rule bait" else _rule_bait(b"OB") if name.endswith("OB") \
         else (PYDICOM_DATA / "test_files" / name).read_bytes()
     cases = [data, *_mutations(data)]
     fast = [_header_facts(case) for case in cases]
-    monkeypatch.setattr(elements, "_plain_run", _general_only)
+    monkeypatch.setattr(elements, "plain_run", _general_only)
+    monkeypatch.setattr(scan, "plain_run", _general_only)
     assert [_header_facts(case) for case in cases] == fast
     if name == "rule bait":  # what the walk records, spelled out
         header = read_header(io.BytesIO(data), len(data))
