@@ -20,7 +20,6 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from migrate_fs.charsets import CHARSET_VRS
 from migrate_fs.config import RULES
 from migrate_fs.problems import CATALOGUE
 from migrate_fs.values import (
