@@ -71,6 +71,25 @@ Options for benchmark exports (each left out, the content above is unchanged):
   study of its own for the first patient: 512x512 frames of 16 bits, explicit VR little
   endian, with per-frame functional groups. Its pixel data is streamed to the file in
   chunks after a header written by pydicom, so memory use does not grow with X.
+* ``--realistic-headers``: every CT, MR and CR image (the junk files cut from one too)
+  carries the attribute set of a real scanner's object, about 200-230 elements with nested
+  ones (:func:`realistic_image`): General Equipment, patient and study extras from the RIS
+  order (OtherPatientIDsSequence, PatientAge/Size/Weight, ProcedureCodeSequence,
+  ReferencedStudySequence...), series extras (operators, protocol, BodyPartExamined,
+  RequestAttributesSequence, ReferencedPerformedProcedureStepSequence...), acquisition and
+  instance creation times, the general image attributes (LossyImageCompression ``00``,
+  AnatomicRegionSequence, the pixel value range, a ReferencedImageSequence to the instances
+  before and after it in its series), the modality module's full attribute set (CT: a helical
+  scan with CTDIvol and its phantom; MR: a 2D spin echo; CR: plate and exposure) and two
+  vendor private blocks: ``ACME <modality> HEADER`` in group 0019 (28 elements of mixed
+  VRs) and ``ACME IMAGE INFO`` in group 0043 (scalars, an OB record of 320 bytes and a
+  sequence of undefined length whose items have private blocks of their own). SR, PR and KO
+  objects get a workstation's equipment, the same patient and study extras and richer content
+  (:func:`realistic_header_only`): an SR report tree of 26 content items, a presentation
+  state with graphic layers and annotations and a displayed area per image, a key object
+  selection flagging up to three images of every image series of its study. Values stay valid
+  for their VR and IOD, all text is ASCII, and the encodings and shares are those of the
+  export without the flag (the multi-frame object is unchanged).
 
 Output is byte-for-byte identical for the same arguments: UIDs are 2.25 UIDs of
 name-based UUIDs of the seed and the object's indices, dates and times are fixed,
@@ -103,7 +122,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset, PrivateBlock
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
@@ -147,6 +166,58 @@ MULTIFRAME_SIZE = 512  # rows and columns of the multi-frame object's frames
 MULTIFRAME_CHUNK_FRAMES = 32  # frames per write: 16 MiB, whatever the object's size
 MAX_ELEMENT_LENGTH = 0xFFFFFFFE  # largest even defined length of one element
 PIXEL_DATA_EMPTY_OW = b"\xe0\x7f\x10\x00OW\x00\x00\x00\x00\x00\x00"  # (7FE0,0010) OW, length 0
+
+# --realistic-headers: the attribute set of a real scanner's objects (see realistic_image)
+InstitutionAddress = "1 Example Road, Springfield"
+InstitutionalDepartmentName = "Radiology"
+TimezoneOffsetFromUTC = "+0100"
+IssuerOfPatientID = "ST EXAMPLE HIS"
+ReadingPhysician, RequestingPhysician = "HOUSE^GREGORY", "KILDARE^JAMES"
+OperatorName, PerformingPhysician = "TECH^ALEX", "QUINN^MICHAELA"
+StudyManagementSOPClass = UID("1.2.840.10008.3.1.2.3.1")  # what ReferencedStudySequence names
+PerformedProcedureStepSOPClass = UID("1.2.840.10008.3.1.2.3.3")  # Modality Performed Proc. Step
+LocalCodingScheme = "99ACME"  # the site's own codes (procedures, protocols, persons)
+PrivateAcquisitionGroup = 0x0019  # creator "ACME <modality> HEADER"
+PrivateImageGroup, PrivateImageCreator = 0x0043, "ACME IMAGE INFO"
+PRIVATE_OB_BYTES = 320  # the opaque reconstruction record of the image info block
+PRIVATE_SQ_ITEMS = 3  # items of the private reconstruction steps sequence
+REFERENCED_NEIGHBOURS = 1  # an image references this many instances each side in its series
+SR_FINDINGS = 3  # findings of a realistic SR, each inferred from one image
+GSPS_ANNOTATED_IMAGES = 3  # images of a realistic GSPS that carry graphic annotations
+KEY_IMAGES_PER_SERIES = 3  # images a realistic KOS flags in each image series of its study
+BODY_PARTS = (  # (BodyPartExamined, SNOMED CT code, meaning) by study serial
+    ("CHEST", "51185008", "Thorax"),
+    ("HEAD", "69536005", "Head"),
+    ("ABDOMEN", "818981001", "Abdomen"),
+)
+WINDOW_EXPLANATION = {"CT": "SOFT TISSUE", "MR": "T1 DEFAULT", "CR": "CHEST DEFAULT"}
+REPORT_FINDINGS = (  # the findings of a realistic SR
+    "No acute abnormality.",
+    "Degenerative changes without interval progression.",
+    "Small nodule, unchanged compared with the prior study.",
+)
+# The VRs of the acquisition private block's elements, 0x01 on (values: PRIVATE_VALUES) ...
+PRIVATE_ACQUISITION_VRS = ("LO", "SH", "DS", "DS", "IS", "SL", "US", "US", "FD", "FD", "SS",
+                           "UL", "FL", "LO", "SH", "DS", "IS", "SL", "US", "FD", "CS", "LT",
+                           "DS", "IS", "FD", "SS")
+# ... of the image info block's (then come its OB record and its sequence) ...
+PRIVATE_IMAGE_VRS = ("LO", "SH", "DS", "IS", "US", "US", "SL", "FD", "FL", "DS", "IS", "SS",
+                     "LO", "UL")
+PRIVATE_STEP_VRS = ("LO", "DS", "US", "FD")  # ... and of each item of that sequence
+PRIVATE_VALUES: dict[str, Callable[[int, int], object]] = {  # VR -> f(element, instance)
+    "LO": lambda e, n: f"ACME PARAMETER SET {e:02X}.{n % 4}",
+    "SH": lambda e, n: f"P{e:02X}-{n % 100:02d}",
+    "CS": lambda e, n: ("ON", "OFF")[n % 2],
+    "LT": lambda e, n: f"Acquisition note {e:02X}: parameters checked by the console.",
+    "DS": lambda e, n: f"{e * 1.5 + n % 10 * 0.25:.2f}",
+    "IS": lambda e, n: str(e * 10 + n % 1000),
+    "SL": lambda e, n: -(e * 1000 + n % 1000),
+    "SS": lambda e, n: e - 64,
+    "US": lambda e, n: (e * 97 + n) % 0x10000,
+    "UL": lambda e, n: e * 100000 + n % 100000,
+    "FD": lambda e, n: e / 8 + n % 1000 / 1000,
+    "FL": lambda e, n: e / 4,
+}
 
 PATIENT_NAMES = (
     "Müller^Jürgen",
@@ -231,6 +302,25 @@ NON_IMAGE_ENCODING = {
     "PR": Encoding.EXPLICIT_LE,
     "KO": Encoding.IMPLICIT_LE,
 }
+
+
+@dataclass(frozen=True)
+class Equipment:
+    """The device whose General Equipment module a realistic header carries."""
+
+    ManufacturerModelName: str
+    StationName: str
+    DeviceSerialNumber: str
+    SoftwareVersions: tuple[str, ...]
+    days_since_calibration: int
+
+
+EQUIPMENT = {
+    "CT": Equipment("Aquila 64", "CTSCAN01", "CT64-10423", ("AQ 5.1.2", "RECON 4.2"), 2),
+    "MR": Equipment("Magnus 1.5T", "MRSCAN02", "MR15-20817", ("MG 3.0.4",), 9),
+    "CR": Equipment("Lumen CR 900", "CRROOM03", "CR9-30552", ("LUMEN 2.8",), 30),
+}
+WORKSTATION = Equipment("Vista Workstation", "RADWS07", "WS-40977", ("VISTA 7.2.1",), 60)
 
 
 class OutputNotEmptyError(FileExistsError):
@@ -553,13 +643,18 @@ def referenced_images(series: Series) -> Series:
 
 def evidence_sequence(images: Series, count: int) -> list[Dataset]:
     """Hierarchical SOP instance references to the first ``count`` images of a series."""
+    study_item = Dataset()
+    study_item.StudyInstanceUID = images.study.StudyInstanceUID
+    study_item.ReferencedSeriesSequence = [series_evidence(images, count)]
+    return [study_item]
+
+
+def series_evidence(images: Series, count: int) -> Dataset:
+    """The ReferencedSeriesSequence item of the first ``count`` images of a series."""
     series_item = Dataset()
     series_item.SeriesInstanceUID = images.SeriesInstanceUID
     series_item.ReferencedSOPSequence = [sop_reference(images, n) for n in range(1, count + 1)]
-    study_item = Dataset()
-    study_item.StudyInstanceUID = images.study.StudyInstanceUID
-    study_item.ReferencedSeriesSequence = [series_item]
-    return [study_item]
+    return series_item
 
 
 def sop_reference(images: Series, instance_number: int) -> Dataset:
@@ -651,6 +746,520 @@ def key_object_selection(series: Series, instance_number: int = 1) -> Dataset:
 
 
 NON_IMAGE_BUILDERS = {"SR": sr_document, "PR": presentation_state, "KO": key_object_selection}
+
+
+# --------------------------------------------------------------------------- realistic headers
+# --realistic-headers: what a real scanner or reading workstation writes besides the basics
+# above, so that a benchmark parses headers of the size an archive holds (150-250 elements with
+# sequences and private blocks). Each helper adds one module's (or block's) attributes.
+
+
+def realistic_image(ds: Dataset, series: Series, instance_number: int,
+                    pixels: np.ndarray) -> None:
+    """Give a CT, MR or CR image the attribute set of a real scanner's object: equipment,
+    patient, study and series extras, acquisition timing, general image attributes with the
+    value range of ``pixels``, the modality module and two vendor private blocks."""
+    equipment = EQUIPMENT[series.Modality]
+    add_equipment(ds, equipment, series.study)
+    add_patient_study_extras(ds, series.study)
+    add_series_extras(ds, series)
+    add_instance_creation(ds, series, instance_number, equipment)
+    ds.AcquisitionDate = series.study.StudyDate
+    ds.AcquisitionTime = clock(ds.SeriesTime, instance_number)
+    ds.AcquisitionNumber = 1
+    add_image_extras(ds, series, instance_number, pixels)
+    MODALITY_EXTRAS[series.Modality](ds, series.kind, instance_number)
+    add_acquisition_private_block(ds, series.Modality, instance_number)
+    add_image_private_block(ds, instance_number)
+
+
+def realistic_header_only(ds: Dataset, series: Series, instance_number: int) -> None:
+    """Give an SR, PR or KO object a reading workstation's equipment, the patient and study
+    extras of the images and the richer content of a real one (see ``REALISTIC_CONTENT``)."""
+    add_equipment(ds, WORKSTATION, series.study)
+    add_patient_study_extras(ds, series.study)
+    add_instance_creation(ds, series, instance_number, WORKSTATION)
+    REALISTIC_CONTENT[series.Modality](ds, series)
+
+
+def stable_int(*parts: object) -> int:
+    """A non-negative integer derived from ``parts``, the same in every run."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def shift_date(yyyymmdd: str, days: int) -> str:
+    """The DA value ``days`` after ``yyyymmdd`` (before, for negative ``days``)."""
+    day = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    return (day + timedelta(days=days)).strftime("%Y%m%d")
+
+
+def clock(hhmmss: str, seconds: int) -> str:
+    """The TM value ``seconds`` after ``hhmmss`` (HHMM or HHMMSS), wrapping at midnight."""
+    start = int(hhmmss[:2]) * 3600 + int(hhmmss[2:4]) * 60 + int(hhmmss[4:6] or 0)
+    total = (start + seconds) % 86400
+    return f"{total // 3600:02d}{total // 60 % 60:02d}{total % 60:02d}"
+
+
+def patient_age(birth: str, on: str) -> str:
+    """The AS value (``nnnY``) of a patient born on ``birth`` at the date ``on`` (both DA)."""
+    years = int(on[:4]) - int(birth[:4]) - (on[4:8] < birth[4:8])
+    return f"{max(0, years):03d}Y"
+
+
+def body_part(study: Study) -> tuple[str, str, str]:
+    """(BodyPartExamined, SNOMED CT code, meaning) of a study; a CR study is a chest X-ray."""
+    if study.series and study.series[0].Modality == "CR":
+        return BODY_PARTS[0]
+    return BODY_PARTS[study.serial % len(BODY_PARTS)]
+
+
+def procedure_code(study: Study) -> Dataset:
+    """The site's code of the study's procedure, e.g. ``CT-CHEST`` "CT Thorax"."""
+    modality, (part, _, meaning) = study.series[0].Modality, body_part(study)
+    return code_item(f"{modality}-{part}", LocalCodingScheme, f"{modality} {meaning}")
+
+
+def protocol_code(series: Series) -> Dataset:
+    """The site's code of the protocol a series was acquired with."""
+    part, _, meaning = body_part(series.study)
+    return code_item(f"{series.Modality}-{part}-R", LocalCodingScheme,
+                     f"{series.Modality} {meaning} routine")
+
+
+def instance_reference(sop_class: str, sop_instance: str) -> Dataset:
+    """A ReferencedSOPClassUID/ReferencedSOPInstanceUID item for any SOP instance."""
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop_instance
+    return item
+
+
+def study_reference(study: Study) -> Dataset:
+    """The ReferencedStudySequence item of the RIS's study management instance."""
+    return instance_reference(StudyManagementSOPClass,
+                              derive_uid(study.seed, "study-management", study.serial))
+
+
+def add_equipment(ds: Dataset, equipment: Equipment, study: Study) -> None:
+    """The General Equipment module beyond Manufacturer and InstitutionName."""
+    ds.StationName = equipment.StationName
+    ds.ManufacturerModelName = equipment.ManufacturerModelName
+    ds.DeviceSerialNumber = equipment.DeviceSerialNumber
+    ds.SoftwareVersions = list(equipment.SoftwareVersions)
+    ds.InstitutionAddress = InstitutionAddress
+    ds.InstitutionalDepartmentName = InstitutionalDepartmentName
+    ds.DateOfLastCalibration = shift_date(study.StudyDate, -equipment.days_since_calibration)
+    ds.TimeOfLastCalibration = "071500"
+
+
+def add_patient_study_extras(ds: Dataset, study: Study) -> None:
+    """Patient, Patient Study and General Study attributes that come with a RIS order."""
+    patient = study.patient
+    key = stable_int(study.seed, "patient", patient.PatientID, patient.PatientName)
+    other = Dataset()
+    other.PatientID = f"MRN{key % 10**7:07d}"
+    other.IssuerOfPatientID, other.TypeOfPatientID = "ST EXAMPLE MRN", "TEXT"
+    ds.IssuerOfPatientID = IssuerOfPatientID
+    ds.OtherPatientIDsSequence = [other]
+    ds.PatientComments = "Patient consented to the examination."
+    ds.PatientAge = patient_age(patient.PatientBirthDate, study.StudyDate)
+    ds.PatientSize = f"{1.50 + key % 45 / 100:.2f}"  # metres
+    ds.PatientWeight = str(48 + key % 55)  # kilograms
+    ds.AdmittingDiagnosesDescription = "Follow-up of known findings"
+    ds.AdditionalPatientHistory = "No prior surgery. No known allergies."
+    ds.NameOfPhysiciansReadingStudy = ReadingPhysician
+    ds.PhysiciansOfRecord = "WELBY^MARCUS"
+    ds.ProcedureCodeSequence = [procedure_code(study)]
+    ds.ReferencedStudySequence = [study_reference(study)]
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator, scheme.CodingSchemeName = LocalCodingScheme, "ACME codes"
+    scheme.CodingSchemeResponsibleOrganization = InstitutionName
+    ds.CodingSchemeIdentificationSequence = [scheme]
+
+
+def request_item(study: Study) -> Dataset:
+    """The requested procedure of a study, as a request item names it."""
+    item = Dataset()
+    item.AccessionNumber = study.AccessionNumber
+    item.StudyInstanceUID = study.StudyInstanceUID
+    item.RequestedProcedureID = f"RP{study.serial + 1:05d}"
+    item.RequestedProcedureDescription = procedure_code(study).CodeMeaning
+    item.RequestedProcedureCodeSequence = [procedure_code(study)]
+    item.ReasonForTheRequestedProcedure = "Follow-up"
+    return item
+
+
+def request_attributes(series: Series) -> Dataset:
+    """The RequestAttributesSequence item of a series acquired from a worklist entry."""
+    item = request_item(series.study)
+    item.ScheduledProcedureStepID = f"SPS{series.study.serial + 1:05d}"
+    item.ScheduledProcedureStepDescription = item.RequestedProcedureDescription
+    item.ScheduledProtocolCodeSequence = [protocol_code(series)]
+    return item
+
+
+def referenced_request(study: Study) -> Dataset:
+    """The ReferencedRequestSequence item of an SR or KO document made for the study's order."""
+    item = request_item(study)
+    item.ReferencedStudySequence = [study_reference(study)]
+    item.PlacerOrderNumberImagingServiceRequest = f"PO{study.AccessionNumber}"
+    item.FillerOrderNumberImagingServiceRequest = f"FO{study.AccessionNumber}"
+    return item
+
+
+def add_series_extras(ds: Dataset, series: Series) -> None:
+    """General Series attributes of an acquisition: who, which protocol, which request and
+    which performed procedure step."""
+    study = series.study
+    ds.OperatorsName, ds.PerformingPhysicianName = OperatorName, PerformingPhysician
+    ds.RequestingPhysician = RequestingPhysician
+    ds.ProtocolName = protocol_code(series).CodeMeaning
+    ds.BodyPartExamined = body_part(study)[0]  # unpaired: no Laterality
+    ds.PerformedProcedureStepStartDate = study.StudyDate
+    ds.PerformedProcedureStepStartTime = study.StudyTime
+    ds.PerformedProcedureStepID = f"PPS{study.serial + 1:05d}"
+    ds.PerformedProcedureStepDescription = procedure_code(study).CodeMeaning
+    ds.PerformedProtocolCodeSequence = [protocol_code(series)]
+    ds.RequestAttributesSequence = [request_attributes(series)]
+    ds.ReferencedPerformedProcedureStepSequence = [instance_reference(
+        PerformedProcedureStepSOPClass, derive_uid(study.seed, "mpps", study.serial))]
+
+
+def add_instance_creation(ds: Dataset, series: Series, instance_number: int,
+                          equipment: Equipment) -> None:
+    """SOP Common: when and by which device the instance was made."""
+    ds.InstanceCreationDate = series.study.StudyDate
+    ds.InstanceCreationTime = clock(ds.SeriesTime, 60 + instance_number)
+    ds.InstanceCreatorUID = derive_uid(series.study.seed, "device", equipment.DeviceSerialNumber)
+    ds.TimezoneOffsetFromUTC = TimezoneOffsetFromUTC
+
+
+def add_image_extras(ds: Dataset, series: Series, instance_number: int,
+                     pixels: np.ndarray) -> None:
+    """General Image and VOI LUT attributes, the pixel value range (US: PixelRepresentation 0)
+    and references to the neighbouring instances of the series."""
+    _, code, meaning = body_part(series.study)
+    ds.ImageComments = f"{meaning} {series.Modality} image {instance_number}"
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = ds.RecognizableVisualFeatures = "NO"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.WindowCenterWidthExplanation = WINDOW_EXPLANATION[series.Modality]
+    ds.AnatomicRegionSequence = [code_item(code, "SCT", meaning)]
+    if pixels.size:
+        ds.add_new(Tag("SmallestImagePixelValue"), "US", int(pixels.min()))
+        ds.add_new(Tag("LargestImagePixelValue"), "US", int(pixels.max()))
+    near = range(instance_number - REFERENCED_NEIGHBOURS,
+                 instance_number + REFERENCED_NEIGHBOURS + 1)
+    neighbours = [n for n in near if n != instance_number and 1 <= n <= series.size]
+    if neighbours:
+        ds.ReferencedImageSequence = [sop_reference(series, n) for n in neighbours]
+
+
+def add_ct_acquisition(ds: Dataset, kind: ImageKind, instance_number: int) -> None:
+    """The CT Image module's attributes of a helical scan with tube current modulation."""
+    z = 5.0 * instance_number  # as ImagePositionPatient (add_cross_sectional)
+    current = 180 + 10 * (instance_number % 5)
+    ds.ScanOptions = "HELICAL MODE"
+    ds.DataCollectionDiameter = 500
+    ds.DataCollectionCenterPatient = [0.0, -150.5, z]
+    ds.ReconstructionDiameter = round(kind.Columns * kind.PixelSpacing, 2)
+    ds.ReconstructionTargetCenterPatient = [0.0, 0.0, z]
+    ds.DistanceSourceToDetector, ds.DistanceSourceToPatient = 1085.6, 595
+    ds.GantryDetectorTilt, ds.TableHeight, ds.RotationDirection = 0, 150.5, "CW"
+    ds.ExposureTime, ds.XRayTubeCurrent, ds.Exposure = 500, current, current // 2
+    ds.FilterType, ds.GeneratorPower, ds.FocalSpots = "BODY FILTER", 120 * current // 1000, 1.2
+    ds.ConvolutionKernel = "STANDARD"
+    ds.RevolutionTime, ds.SingleCollimationWidth, ds.TotalCollimationWidth = 0.5, 0.625, 40.0
+    ds.SpiralPitchFactor, ds.TableFeedPerRotation, ds.TableSpeed = 0.984375, 39.375, 78.75
+    ds.ExposureModulationType = "XYZ_EC"
+    ds.CTDIvol = round(current * 0.045, 3)
+    ds.CTDIPhantomTypeCodeSequence = [code_item("113691", "DCM", "IEC Body Dosimetry Phantom")]
+
+
+def add_mr_acquisition(ds: Dataset, kind: ImageKind, instance_number: int) -> None:
+    """The MR Image module's attributes of a 2D spin echo acquisition."""
+    phase_steps = max(1, kind.Rows * 3 // 4)
+    ds.SequenceName, ds.AngioFlag = "*se2d1", "N"
+    ds.NumberOfAverages, ds.ImagingFrequency, ds.ImagedNucleus = 2, 63.87, "1H"
+    ds.EchoNumbers, ds.EchoTrainLength, ds.SpacingBetweenSlices = 1, 1, 5
+    ds.NumberOfPhaseEncodingSteps = phase_steps
+    ds.PercentSampling, ds.PercentPhaseFieldOfView, ds.PixelBandwidth = 75, 100, 130
+    ds.ReceiveCoilName, ds.TransmitCoilName = "HEAD 8CH", "BODY"
+    ds.AcquisitionMatrix = [0, kind.Columns, phase_steps, 0]
+    ds.InPlanePhaseEncodingDirection = "ROW"
+    ds.FlipAngle, ds.VariableFlipAngleFlag = 90, "N"
+    ds.SAR = round(0.8 + 0.01 * (instance_number % 10), 2)
+    ds.dBdt = 0
+
+
+def add_cr_acquisition(ds: Dataset, kind: ImageKind, instance_number: int) -> None:
+    """The CR Series and CR Image modules' attributes of a chest exposure."""
+    ds.KVP, ds.PlateID = 125, f"PLATE{instance_number % 8 + 1:02d}"
+    ds.DistanceSourceToDetector, ds.DistanceSourceToPatient = 1800, 1650
+    ds.ExposureTime, ds.XRayTubeCurrent, ds.Exposure = 10, 400, 4
+    ds.ImagerPixelSpacing = [kind.PixelSpacing, kind.PixelSpacing]
+    ds.GeneratorPower, ds.FocalSpots, ds.FilterType = 50, 1.2, "NONE"
+    ds.CollimatorGridName, ds.PlateType, ds.PhosphorType = "GRID 10:1", "ST-VN", "BaFBr:Eu"
+    ds.AcquisitionDeviceProcessingDescription = "CHEST PA"
+    ds.AcquisitionDeviceProcessingCode = "CH-PA-01"
+    ds.CassetteOrientation, ds.CassetteSize, ds.ExposuresOnPlate = "PORTRAIT", "35CMX43CM", 1
+    ds.RelativeXRayExposure = 1200 + 10 * (instance_number % 10)
+    ds.Sensitivity, ds.ExposureIndex, ds.TargetExposureIndex = 200, 410, 400
+    ds.DeviationIndex = 0.1
+
+
+MODALITY_EXTRAS: dict[str, Callable[[Dataset, ImageKind, int], None]] = {
+    "CT": add_ct_acquisition, "MR": add_mr_acquisition, "CR": add_cr_acquisition,
+}
+
+
+def add_private_elements(block: PrivateBlock, vrs: Sequence[str], instance_number: int) -> None:
+    """One element per VR of ``vrs`` in ``block``, at element 0x01 on."""
+    for element, vr in enumerate(vrs, start=1):
+        block.add_new(element, vr, PRIVATE_VALUES[vr](element, instance_number))
+
+
+def add_acquisition_private_block(ds: Dataset, modality: str, instance_number: int) -> None:
+    """The vendor's acquisition block in group 0019 (``ACME <modality> HEADER``): scalar
+    parameters of every common VR, two multi-valued ones."""
+    block = ds.private_block(PrivateAcquisitionGroup, f"ACME {modality} HEADER", create=True)
+    add_private_elements(block, PRIVATE_ACQUISITION_VRS, instance_number)
+    block.add_new(0x40, "DS", ["0.5", "1.25", f"{instance_number % 100}.5"])
+    block.add_new(0x41, "US", [1, 2, 3, instance_number % 0x10000])
+
+
+def add_image_private_block(ds: Dataset, instance_number: int) -> None:
+    """The vendor's image info block in group 0043: scalars, an opaque OB record of a few
+    hundred bytes and a sequence of reconstruction steps with private items of their own."""
+    block = ds.private_block(PrivateImageGroup, PrivateImageCreator, create=True)
+    add_private_elements(block, PRIVATE_IMAGE_VRS, instance_number)
+    record = hashlib.shake_256(f"{ds.SOPInstanceUID}/recon".encode()).digest(PRIVATE_OB_BYTES)
+    block.add_new(0x30, "OB", record)
+    steps = []
+    for step in range(1, PRIVATE_SQ_ITEMS + 1):
+        item = Dataset()
+        add_private_elements(item.private_block(PrivateImageGroup, PrivateImageCreator,
+                                                create=True), PRIVATE_STEP_VRS, step)
+        item.is_undefined_length_sequence_item = True
+        steps.append(item)
+    block.add_new(0x31, "SQ", steps)
+    # Undefined lengths, as vendors write them: an implicit VR reader without the vendor's
+    # dictionary still sees a sequence (PS3.5 7.5), not UN bytes.
+    block[0x31].is_undefined_length = True
+
+
+# ----- realistic header-only content
+
+
+def content_text(relationship: str, concept: Dataset, text: str) -> Dataset:
+    """A TEXT content item."""
+    item = content_item(relationship, "TEXT", concept)
+    item.TextValue = text
+    return item
+
+
+def content_code(relationship: str, concept: Dataset, value: Dataset) -> Dataset:
+    """A CODE content item."""
+    item = content_item(relationship, "CODE", concept)
+    item.ConceptCodeSequence = [value]
+    return item
+
+
+def content_container(relationship: str, concept: Dataset,
+                      children: Sequence[Dataset]) -> Dataset:
+    """A CONTAINER content item holding ``children``."""
+    item = content_item(relationship, "CONTAINER", concept)
+    item.ContinuityOfContent = "SEPARATE"
+    item.ContentSequence = list(children)
+    return item
+
+
+def content_image(relationship: str, images: Series, instance_number: int) -> Dataset:
+    """An IMAGE content item referencing one image of ``images``."""
+    item = content_item(relationship, "IMAGE")
+    item.ReferencedSOPSequence = [sop_reference(images, instance_number)]
+    return item
+
+
+def observer_context() -> list[Dataset]:
+    """The language and person observer items of a document's root (TID 1204, TID 1002)."""
+    language = content_code("HAS CONCEPT MOD",
+                            code_item("121049", "DCM", "Language of Content Item and Descendants"),
+                            code_item("en-US", "RFC5646", "English (United States)"))
+    observer = content_code("HAS OBS CONTEXT", code_item("121005", "DCM", "Observer Type"),
+                            code_item("121006", "DCM", "Person"))
+    name = content_item("HAS OBS CONTEXT", "PNAME",
+                        code_item("121008", "DCM", "Person Observer Name"))
+    name.PersonName = ReadingPhysician
+    return [language, observer, name]
+
+
+def report_context(study: Study) -> list[Dataset]:
+    """Observer context and the study the report is about (TID 1001)."""
+    organization = content_text("HAS OBS CONTEXT", code_item(
+        "121009", "DCM", "Person Observer's Organization Name"), InstitutionName)
+    uid = content_item("HAS OBS CONTEXT", "UIDREF",
+                       code_item("110180", "DCM", "Study Instance UID"))
+    uid.UID = study.StudyInstanceUID
+    day = content_item("HAS OBS CONTEXT", "DATE", code_item("111060", "DCM", "Study Date"))
+    day.Date = study.StudyDate
+    time = content_item("HAS OBS CONTEXT", "TIME", code_item("111061", "DCM", "Study Time"))
+    time.Time = study.StudyTime
+    return [*observer_context(), organization, uid, day, time]
+
+
+def report_findings(images: Series, count: int) -> Dataset:
+    """The Findings container: ``count`` findings, each with its site and the image it is
+    inferred from."""
+    _, code, meaning = body_part(images.study)
+    findings = []
+    for k in range(count):
+        finding = content_text("CONTAINS", code_item("121071", "DCM", "Finding"),
+                               REPORT_FINDINGS[k % len(REPORT_FINDINGS)])
+        site = content_code("HAS CONCEPT MOD", code_item("363698007", "SCT", "Finding Site"),
+                            code_item(code, "SCT", meaning))
+        finding.ContentSequence = [site, content_image("INFERRED FROM", images, k + 1)]
+        findings.append(finding)
+    return content_container("CONTAINS", code_item("121070", "DCM", "Findings"), findings)
+
+
+def realistic_sr(ds: Dataset, series: Series) -> None:
+    """A report tree of about 25 content items (TID 2000-like): observer context, clinical
+    information, procedure, findings inferred from images, impression, recommendation."""
+    images, study = referenced_images(series), series.study
+    count = min(SR_FINDINGS, images.size)
+    ds.PerformedProcedureCodeSequence = [procedure_code(study)]
+    ds.ReferencedRequestSequence = [referenced_request(study)]
+    ds.CurrentRequestedProcedureEvidenceSequence = evidence_sequence(images, count)
+    clinical = content_container("CONTAINS", code_item("55752-0", "LN", "Clinical Information"), [
+        content_text("CONTAINS", code_item("121060", "DCM", "History"),
+                     "Known pulmonary nodule, follow-up examination."),
+        content_text("CONTAINS", code_item("121109", "DCM", "Indications for Procedure"),
+                     "Follow-up"),
+    ])
+    procedure = content_container("CONTAINS", code_item(
+        "55111-9", "LN", "Current Procedure Descriptions"),
+        [content_code("CONTAINS", code_item("121023", "DCM", "Procedure Code"),
+                      procedure_code(study))])
+    impression = content_container("CONTAINS", code_item("121072", "DCM", "Impressions"), [
+        content_text("CONTAINS", code_item("121073", "DCM", "Impression"),
+                     "Stable findings. No evidence of progression.")])
+    recommendation = content_container("CONTAINS", code_item("121074", "DCM", "Recommendations"),
+                                       [content_text("CONTAINS", code_item(
+                                           "121075", "DCM", "Recommendation"),
+                                           "Follow-up examination in 12 months.")])
+    ds.ContentSequence = [*report_context(study), clinical, procedure,
+                          report_findings(images, count), impression, recommendation]
+
+
+def graphic_layer(name: str, order: int, description: str, gray: int) -> Dataset:
+    """A GraphicLayerSequence item."""
+    item = Dataset()
+    item.GraphicLayer, item.GraphicLayerOrder = name, order
+    item.GraphicLayerRecommendedDisplayGrayscaleValue = gray
+    item.GraphicLayerDescription = description
+    return item
+
+
+def graphic_object(graphic_type: str, points: Sequence[tuple[float, float]]) -> Dataset:
+    """A GraphicObjectSequence item in pixel coordinates (an ELLIPSE is not filled)."""
+    item = Dataset()
+    item.GraphicAnnotationUnits, item.GraphicDimensions = "PIXEL", 2
+    item.NumberOfGraphicPoints = len(points)
+    item.GraphicData = [float(c) for point in points for c in point]
+    item.GraphicType = graphic_type
+    if graphic_type == "ELLIPSE":
+        item.GraphicFilled = "N"
+    return item
+
+
+def text_object(text: str, top_left: tuple[float, float],
+                bottom_right: tuple[float, float]) -> Dataset:
+    """A TextObjectSequence item in a pixel bounding box."""
+    item = Dataset()
+    item.UnformattedTextValue = text
+    item.BoundingBoxAnnotationUnits = "PIXEL"
+    item.BoundingBoxTopLeftHandCorner = [float(c) for c in top_left]
+    item.BoundingBoxBottomRightHandCorner = [float(c) for c in bottom_right]
+    item.BoundingBoxTextHorizontalJustification = "LEFT"
+    return item
+
+
+def image_annotations(images: Series, instance_number: int) -> list[Dataset]:
+    """The annotations of one image: a text label, and a measured distance with its ellipse."""
+    kind = images.kind
+    w, h = float(kind.Columns), float(kind.Rows)
+    label = Dataset()
+    label.ReferencedImageSequence = [sop_reference(images, instance_number)]
+    label.GraphicLayer = "ANNOTATIONS"
+    label.TextObjectSequence = [text_object(f"Key finding {instance_number}", (w * 0.05, h * 0.05),
+                                            (w * 0.45, h * 0.12))]
+    ruler = Dataset()
+    ruler.ReferencedImageSequence = [sop_reference(images, instance_number)]
+    ruler.GraphicLayer = "MEASUREMENTS"
+    length = round(w * 0.4 * kind.PixelSpacing, 1)
+    ruler.TextObjectSequence = [text_object(f"{length} mm", (w * 0.3, h * 0.55),
+                                            (w * 0.7, h * 0.62))]
+    ruler.GraphicObjectSequence = [
+        graphic_object("POLYLINE", [(w * 0.3, h * 0.5), (w * 0.7, h * 0.5)]),
+        graphic_object("ELLIPSE", [(w * 0.3, h * 0.5), (w * 0.7, h * 0.5),
+                                   (w * 0.5, h * 0.4), (w * 0.5, h * 0.6)]),
+    ]
+    return [label, ruler]
+
+
+def displayed_area(images: Series, instance_number: int) -> Dataset:
+    """The DisplayedAreaSelectionSequence item of one image: the whole image, scaled to fit."""
+    kind = images.kind
+    area = Dataset()
+    area.ReferencedImageSequence = [sop_reference(images, instance_number)]
+    area.DisplayedAreaTopLeftHandCorner = [1, 1]
+    area.DisplayedAreaBottomRightHandCorner = [kind.Columns, kind.Rows]
+    area.PresentationSizeMode = "SCALE TO FIT"
+    area.PresentationPixelAspectRatio = [1, 1]
+    return area
+
+
+def realistic_gsps(ds: Dataset, series: Series) -> None:
+    """Graphic layers and annotations on the first images, a displayed area per image, the
+    spatial transformation and, for CT, the modality LUT."""
+    images = referenced_images(series)
+    ds.GraphicLayerSequence = [
+        graphic_layer("ANNOTATIONS", 1, "Text annotations", 0xFFFF),
+        graphic_layer("MEASUREMENTS", 2, "Distance measurements", 0xC000),
+    ]
+    ds.GraphicAnnotationSequence = [
+        item for n in range(1, min(GSPS_ANNOTATED_IMAGES, images.size) + 1)
+        for item in image_annotations(images, n)]
+    ds.DisplayedAreaSelectionSequence = [displayed_area(images, n)
+                                         for n in range(1, images.size + 1)]
+    ds.ImageRotation, ds.ImageHorizontalFlip = 0, "N"
+    ds.SoftcopyVOILUTSequence[0].WindowCenterWidthExplanation = "SOFT TISSUE"
+    if images.Modality == "CT":
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+
+
+def realistic_kos(ds: Dataset, series: Series) -> None:
+    """Key images from every image series of the study (up to ``KEY_IMAGES_PER_SERIES`` each),
+    the order they answer, language and observer context."""
+    study = series.study
+    keys = [(images, min(KEY_IMAGES_PER_SERIES, images.size)) for images in study.series
+            if images.Modality in IMAGE_KINDS]
+    evidence = Dataset()
+    evidence.StudyInstanceUID = study.StudyInstanceUID
+    evidence.ReferencedSeriesSequence = [series_evidence(images, count) for images, count in keys]
+    ds.CurrentRequestedProcedureEvidenceSequence = [evidence]
+    ds.ReferencedRequestSequence = [referenced_request(study)]
+    description = content_text("CONTAINS", code_item("113012", "DCM", "Key Object Description"),
+                               "Images flagged for the tumour board.")
+    ds.ContentSequence = [*observer_context(), description,
+                          *(content_image("CONTAINS", images, n) for images, count in keys
+                            for n in range(1, count + 1))]
+
+
+REALISTIC_CONTENT: dict[str, Callable[[Dataset, Series], None]] = {
+    "SR": realistic_sr, "PR": realistic_gsps, "KO": realistic_kos,
+}
 
 
 def multiframe_dataset(series: Series, frames: int) -> Dataset:
@@ -841,6 +1450,7 @@ class ExportWriter:
     encodings: Counter[str] = field(default_factory=Counter)
     modalities: Counter[str] = field(default_factory=Counter)
     pitfalls: dict[str, list[str]] = field(default_factory=dict)  # pitfall -> file paths
+    realistic: bool = False  # --realistic-headers
 
     def write_file(self, relative: Path, data: bytes, *, junk: bool) -> None:
         """Write one file; it must not exist yet."""
@@ -894,6 +1504,8 @@ class ExportWriter:
             ds, pixels, encoding = self.next_image(series, number)
         else:
             ds = NON_IMAGE_BUILDERS[series.Modality](series, number)
+            if self.realistic:
+                realistic_header_only(ds, series, number)
             pixels, encoding = None, series.encoding or NON_IMAGE_ENCODING[series.Modality]
         if series.edit is not None:
             series.edit(ds, series, number)
@@ -915,6 +1527,8 @@ class ExportWriter:
                                   (series.kind.Rows, series.kind.Columns))
         if number in series.short_pixels:
             pixels = pixels[:-1]  # Rows still says one row more
+        if self.realistic:
+            realistic_image(ds, series, number, pixels)
         return ds, pixels, encoding
 
     def write_multiframe(self, series: Series, gigabytes: float) -> None:
@@ -949,25 +1563,29 @@ def write_junk(writer: ExportWriter, studies: Sequence[Study], seed: int,
                       export_log(logged or studies), junk=True)
     writer.write_file(last.path(next_number(last)), b"", junk=True)
     number = next_number(ct)
-    writer.write_file(ct.path(number), truncated_in_pixels(ct, number), junk=True)
+    writer.write_file(ct.path(number), truncated_in_pixels(ct, number, writer.realistic),
+                      junk=True)
     number = next_number(header_victim)
-    data, _ = full_image(header_victim, number)
+    data, _ = full_image(header_victim, number, writer.realistic)
     writer.write_file(header_victim.path(number), data[:TRUNCATED_HEADER_BYTES], junk=True)
 
 
-def full_image(series: Series, number: int) -> tuple[bytes, int]:
-    """An explicit VR LE image file of ``series``, and its pixel data length."""
+def full_image(series: Series, number: int, realistic: bool = False) -> tuple[bytes, int]:
+    """An explicit VR LE image file of ``series`` (with a realistic header if asked), and its
+    pixel data length."""
     source = series if series.Modality in IMAGE_KINDS else referenced_images(series)
     ds = image_dataset(source, number, private_block=False)
     pixels = synthetic_pixels(source.Modality, number, ds.SOPInstanceUID,
                               (source.kind.Rows, source.kind.Columns))
+    if realistic:
+        realistic_image(ds, source, number, pixels)
     data, _ = encode(ds, pixels, Encoding.EXPLICIT_LE)
     return data, pixels.nbytes
 
 
-def truncated_in_pixels(series: Series, number: int) -> bytes:
+def truncated_in_pixels(series: Series, number: int, realistic: bool = False) -> bytes:
     """A valid image file cut in the middle of its pixel data."""
-    data, pixel_bytes = full_image(series, number)
+    data, pixel_bytes = full_image(series, number, realistic)
     return data[: len(data) - pixel_bytes // 2]
 
 
@@ -1271,14 +1889,16 @@ def make_sample_export(out_dir: Path, *, patients: int = 6, studies_per_patient:
                        matrix: int | None = None, compressed_share: float | None = None,
                        header_only_share: float | None = None,
                        raw_share: float | None = None,
-                       multiframe_gb: float | None = None) -> dict:
+                       multiframe_gb: float | None = None,
+                       realistic_headers: bool = False) -> dict:
     """Write the sample export to ``out_dir`` and return its counts.
 
     ``pitfalls`` adds the legacy pitfall studies and writes, outside the export, the legacy
     database corrections CSV (``corrections``, default ``<out_dir>.corrections.csv``) and the
     example rules (``rules``, default ``<out_dir>.rules.toml``), replacing earlier ones.
     The keyword arguments after ``rules`` are the benchmark options of the module
-    docstring (``--matrix`` ... ``--multiframe-gb``); None leaves the content unchanged.
+    docstring (``--matrix`` ... ``--realistic-headers``); None (False) leaves the content
+    unchanged.
     Returns ``{"files", "dicom", "junk", "bytes"}`` totals plus ``"encodings"``
     and ``"modalities"`` dicts counting the DICOM objects, ``"pitfalls"`` (pitfall ->
     paths of its files, relative to ``out_dir``) and the paths of the ``"corrections"``
@@ -1303,7 +1923,8 @@ def make_sample_export(out_dir: Path, *, patients: int = 6, studies_per_patient:
     legacy = plan_pitfalls(seed, first_serial=len(studies)) if pitfalls else []
     everything = [*studies, *legacy]
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = ExportWriter(out_dir, EncodingSchedule(compressed_share, raw_share))
+    writer = ExportWriter(out_dir, EncodingSchedule(compressed_share, raw_share),
+                          realistic=realistic_headers)
     for series in iter_series(everything):
         writer.write_series(series)
     if junk:
@@ -1383,6 +2004,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="fraction of images written as raw datasets without file meta")
     bench.add_argument("--multiframe-gb", type=float, metavar="X",
                        help="add one multi-frame Enhanced CT image of about X GB (streamed)")
+    bench.add_argument("--realistic-headers", action="store_true",
+                       help="give every CT/MR/CR image and SR/PR/KO object the attribute set "
+                            "of a real scanner's or workstation's (150-250 elements with "
+                            "sequences and private blocks)")
     return parser.parse_args(argv)
 
 
@@ -1396,7 +2021,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pitfalls=args.pitfalls, corrections=args.corrections, rules=args.rules,
             matrix=args.matrix, compressed_share=args.compressed_share,
             header_only_share=args.header_only_share, raw_share=args.raw_share,
-            multiframe_gb=args.multiframe_gb)
+            multiframe_gb=args.multiframe_gb, realistic_headers=args.realistic_headers)
     except (OutputNotEmptyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
