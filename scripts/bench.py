@@ -8,25 +8,34 @@ Usage (``make bench`` runs the default)::
 
 What it does, all of it below ``bench/`` (git-ignored):
 
-1. Generates two exports with ``scripts/make_sample_export.py`` and caches them in
-   ``bench/data/<name>-<hash>``, the hash covering the generator's arguments and its source:
-   ``images`` (about 2,000 files, 1 GB: CT 512x512, MR 256x256, a few tens of CR 2500x2000, a
-   share compressed and a share of raw datasets) and ``tiny`` (about 20,000 objects: 64x64
-   images and header-only SR/PR/KO objects). ``--quick`` makes both about 10x smaller.
+1. Generates four exports with ``scripts/make_sample_export.py`` and caches them in
+   ``bench/data/<name>-<hash>``, the hash covering the generator's arguments and its source
+   (the script and ``migrate_fs/sample_export.py``): ``images`` (about 2,000 files, 1 GB: CT
+   512x512, MR 256x256, a few tens of CR 2500x2000, a share compressed and a share of raw
+   datasets) and ``tiny`` (about 20,000 objects: 64x64 images and header-only SR/PR/KO
+   objects), each also as ``images-headers`` and ``tiny-headers``: the same arguments plus
+   ``--realistic-headers``, every object with the header of a real scanner's image of its
+   modality (150-250 elements, sequences, a private block), as an archive holds them.
+   ``--quick`` makes all four about 10x smaller.
 2. Per export, with the page cache warm, runs every method round-robin ``--repeat`` times and
-   keeps the median wall time: ``cp -r`` (the floor), the naive pydicom migrator of this file
-   with 1 and 2 joblib processes, DCMTK ``dcmconv +te`` per file through ``xargs -P2``,
-   ``gdcmscanner`` (header scan), ``migrate-fs inventory`` (2 workers) and ``migrate-fs run``
-   with 1 and 2 workers; then ``migrate-fs run`` (2 workers) on a tape dump of the export: a
-   plain tar of 'images' and of 'tiny', a ``.tar.gz`` of 'images' (built once with tarfile and
-   cached beside the export, ``bench/data/<name>-<hash>.tar[.gz]``). Each command runs under
-   ``/usr/bin/time -v`` (peak RSS of the largest single process) while a sampler polls
+   keeps the median wall time and the median CPU time: ``cp -r`` (the floor), the naive
+   pydicom migrator of this file with 1 and 2 joblib processes, DCMTK ``dcmconv +te`` per file
+   through ``xargs -P2``, ``gdcmscanner`` (header scan of 15 tags: the identification and
+   ordering set a migrator reads), ``migrate-fs inventory`` (2 workers), ``migrate-fs write``
+   (2 workers; timed alone, after an untimed ``inventory`` and ``plan`` of the export into its
+   work folder, into an empty output folder) and ``migrate-fs run`` with 1 and 2 workers; then
+   ``migrate-fs run`` (2 workers) on a tape dump of the export: a plain tar of 'images' and of
+   'tiny', a ``.tar.gz`` of 'images' (built once with tarfile and cached beside the export,
+   ``bench/data/<name>-<hash>.tar[.gz]``). Each command runs under ``/usr/bin/time -v`` (peak
+   RSS of the largest single process; user and system CPU time) while a sampler polls
    ``/proc`` for the whole process tree.
 3. Separately: one ~1 GB multi-frame object (``migrate-fs run``, 2 workers, on the folder and
    on a ``.tar.gz`` of it) and a synthetic 5,000,000-row inventory manifest
    (``migrate-fs plan``; 500,000 rows with ``--quick``).
-4. Prints the machine, a Markdown table per export, the tar-versus-folder comparison and the
-   targets check; writes
+4. Prints the machine, a Markdown table per export (wall seconds, CPU ms per object: user +
+   system CPU seconds of the whole process tree over the files the method covers, the median
+   over the timed runs; and the user/system split), the tar-versus-folder comparison and the
+   targets check (issue 13: measured value, threshold, met or not); writes
    ``bench/results.md`` and ``bench/results.json`` (every repetition's raw numbers).
 
 A method that fails prints its error and the benchmark goes on. DCMTK and GDCM come from the
@@ -39,9 +48,9 @@ Measuring on a small shared VM: before each measurement the script waits (up to 
 other processes to leave the CPUs idle, re-reads the export (page cache), and faults in then
 frees some memory (a VM that hands free memory back to the host makes first use expensive).
 A run during which others used more than 15% of the CPUs is marked and, if undisturbed runs
-remain, left out of the median. The CPU column (user + system seconds of all the command's
-processes) tells own work from waiting: high system time on many small files is the kernel's
-(and the VM's) cost of creating them.
+remain, left out of the median. The CPU columns (user + system seconds of all the command's
+processes) tell own work from waiting, and are steadier than wall time on a shared machine:
+high system time on many small files is the kernel's (and the VM's) cost of creating them.
 """
 
 from __future__ import annotations
@@ -72,7 +81,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "scripts" / "make_sample_export.py"
-GENERATOR_SOURCE = ROOT / "migrate_fs" / "sample_export.py"  # what the cache key hashes
+GENERATOR_SOURCES = (GENERATOR, ROOT / "migrate_fs" / "sample_export.py")  # cache key hashes
+REALISTIC_HEADERS = "--realistic-headers"  # the generator's flag for the '-headers' exports
 BENCH_DIR = ROOT / "bench"
 DATA_DIR = BENCH_DIR / "data"
 TMP_DIR = BENCH_DIR / "tmp"
@@ -87,7 +97,13 @@ GB = 1e9
 MIN_FREE_BYTES = 10 * GB
 GNU_TIME = "/usr/bin/time"
 APT_PACKAGES = {"dcmconv": "dcmtk", "gdcmscanner": "libgdcm-tools", GNU_TIME: "time"}
-GDCM_TAGS = ("0010,0020", "0020,000d", "0020,000e", "0008,0018")
+GDCM_TAGS = (  # the identification and ordering set (issue 13 measured gdcmscanner with 15)
+    "0010,0020", "0010,0010", "0010,0030", "0010,0040",  # PatientID, Name, BirthDate, Sex
+    "0020,000d", "0008,0020", "0008,0050",  # StudyInstanceUID, StudyDate, AccessionNumber
+    "0020,000e", "0008,0060", "0020,0011",  # SeriesInstanceUID, Modality, SeriesNumber
+    "0008,0018", "0008,0016", "0020,0013",  # SOPInstanceUID, SOPClassUID, InstanceNumber
+    "0002,0010", "0008,0005",  # TransferSyntaxUID, SpecificCharacterSet
+)
 RUN_NAME = "bench"
 SCALE_RUN = "scale5m"
 SAMPLE_SECONDS = 0.2
@@ -99,12 +115,14 @@ MIN_JUDGED_SECONDS = 1.0  # runs shorter than this are not judged disturbed or n
 PRETOUCH_EXTRA_MB = 1024  # pre-faulted beyond the export's size: the processes' own memory
 PRETOUCH_MAX_SHARE = 0.5  # of the available memory
 
-# Targets (issue #3). The plan targets are this benchmark's assumption: the issue names none.
+# Targets of issue 13 (ratios within one run; CPU = user + system of the whole process tree).
+TARGET_INVENTORY_CPU_VS_GDCM = 1.0  # inventory CPU/object <= 1x gdcmscanner's (15 tags)
 TARGET_IMAGES_VS_CP = 0.5  # migrate-fs run MB/s on 'images' >= 0.5x cp -r
-TARGET_TINY_VS_NAIVE = 5.0  # migrate-fs run files/s on 'tiny' >= 5x naive pydicom, 2 processes
-TARGET_INVENTORY_VS_GDCM = 0.5  # migrate-fs inventory files/s on 'tiny' >= 0.5x gdcmscanner
+TARGET_RUN_VS_NAIVE = 3.0  # migrate-fs run files/s >= 3x naive pydicom (2 each), every export
+TARGET_WRITE_CPU_MS = 0.3  # migrate-fs write CPU ms per object on 'tiny' <= 0.3
+TARGET_PROCESS_RSS_MB = 300  # peak RSS of any one migrate-fs process (main or worker)
+# Kept from issue #3. The plan targets are this benchmark's assumption: the issue names none.
 TARGET_INVENTORY_READ_SHARE = 0.05  # inventory bytes read <= 5% of the 'images' export
-TARGET_PROCESS_RSS_MB = 300  # peak RSS of any one migrate-fs process
 MULTIFRAME_RSS_SLACK = 0.10  # multi-frame peak RSS may exceed the 'images' run by 10% of its size
 PLAN_TARGET_SECONDS = 60.0
 PLAN_TARGET_RSS_MB = 2048.0
@@ -129,7 +147,8 @@ class ExportSpec:
     def key(self) -> str:
         """Hash of the generator arguments and source: the cache folder's suffix."""
         digest = hashlib.sha256(json.dumps(self.args).encode())
-        digest.update(GENERATOR_SOURCE.read_bytes())
+        for source in GENERATOR_SOURCES:
+            digest.update(source.read_bytes())
         return digest.hexdigest()[:12]
 
     @property
@@ -214,6 +233,20 @@ class MethodResult:
                 statistics.median(d["cpu_system_s"] for d in runs))
 
     @property
+    def cpu_total_seconds(self) -> float | None:
+        """Median user + system CPU seconds of the command's processes over the timed runs."""
+        runs = [m.details for m in self.timed if "cpu_user_s" in m.details]
+        if not runs:
+            return None
+        return statistics.median(d["cpu_user_s"] + d["cpu_system_s"] for d in runs)
+
+    @property
+    def cpu_ms_per_object(self) -> float | None:
+        """Median CPU milliseconds (user + system, whole process tree) per file covered."""
+        total = self.cpu_total_seconds
+        return 1000 * total / self.files if total is not None and self.files else None
+
+    @property
     def files_per_second(self) -> float | None:
         return self.files / self.seconds if self.seconds else None
 
@@ -235,12 +268,17 @@ class MethodResult:
         return self.good[-1].details if self.good else {}
 
 
+Results = dict[str, dict[str, MethodResult]]  # export name -> method name -> result
+
+
 @dataclass(frozen=True)
 class Method:
     """A command to time on an export.
 
-    ``argv(export, workdir)`` builds the command; ``inspect(export, workdir)`` reads what it
-    left behind (run.json, failure lists) into the measurement's details.
+    ``argv(export, workdir)`` builds the command; ``prepare(export, workdir)``, if any, runs
+    before each repetition, untimed, in the fresh work folder (it raises on failure);
+    ``inspect(export, workdir)`` reads what the command left behind (run.json, failure lists)
+    into the measurement's details.
     """
 
     name: str
@@ -250,14 +288,23 @@ class Method:
     inspect: Callable[[Export, Path], dict[str, Any]] | None = None
     scope: Callable[[Export], tuple[int, int]] | None = None  # (files, bytes) it covers
     source: Callable[[Export], Path] | None = None  # what it reads, if not the export folder
-    exports: tuple[str, ...] | None = None  # the exports it runs on (None: images and tiny)
+    exports: tuple[str, ...] | None = None  # the exports it runs on (None: the folder exports)
+    prepare: Callable[[Export, Path], None] | None = None  # untimed set-up per repetition
 
 
 # --------------------------------------------------------------------------- exports
 
 
+FOLDER_EXPORTS = ("images", "images-headers", "tiny", "tiny-headers")  # every method runs
+HEADERS_NOTE = ("; every object with a realistic scanner header (150-250 elements, sequences, "
+                "a private block)")
+
+
 def export_specs(quick: bool, multiframe_gb: float) -> dict[str, ExportSpec]:
-    """The benchmark exports; ``quick`` makes 'images' and 'tiny' about 10x smaller."""
+    """The benchmark exports; ``quick`` makes the four folder exports about 10x smaller.
+
+    'images-headers' and 'tiny-headers' are 'images' and 'tiny' with realistic headers.
+    """
     images_patients, tiny_patients, cr = (4, 50, 3) if quick else (40, 500, 30)
     images = ("--patients", str(images_patients), "--studies-per-patient", "2",
               "--series-per-study", "5", "--images-per-series", "5", "--cr", str(cr),
@@ -270,11 +317,17 @@ def export_specs(quick: bool, multiframe_gb: float) -> dict[str, ExportSpec]:
                   "--images-per-series", "1", "--cr", "0", "--no-junk", "--no-hostile",
                   "--header-only-share", "0", "--multiframe-gb", str(multiframe_gb),
                   "--no-pitfalls")
+    images_text = ("CT 512x512, MR 256x256, CR 2500x2000; 10% of CT/MR compressed (RLE, "
+                   "JPEG 2000), 5% raw datasets, 5 junk files")
+    tiny_text = ("64x64 CT/MR images and 30% header-only SR/PR/KO; 10% compressed, 5% raw, "
+                 "5 junk files")
     return {
-        "images": ExportSpec("images", images, "CT 512x512, MR 256x256, CR 2500x2000; 10% of "
-                             "CT/MR compressed (RLE, JPEG 2000), 5% raw datasets, 5 junk files"),
-        "tiny": ExportSpec("tiny", tiny, "64x64 CT/MR images and 30% header-only SR/PR/KO; "
-                           "10% compressed, 5% raw, 5 junk files"),
+        "images": ExportSpec("images", images, images_text),
+        "images-headers": ExportSpec("images-headers", (*images, REALISTIC_HEADERS),
+                                     images_text + HEADERS_NOTE),
+        "tiny": ExportSpec("tiny", tiny, tiny_text),
+        "tiny-headers": ExportSpec("tiny-headers", (*tiny, REALISTIC_HEADERS),
+                                   tiny_text + HEADERS_NOTE),
         "multiframe": ExportSpec("multiframe", multiframe, f"one Enhanced CT of about "
                                  f"{multiframe_gb:g} GB (512x512 frames) and one CT image"),
     }
@@ -459,8 +512,39 @@ def migrate_fs_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "migrate_fs.cli", *args]
 
 
+def manifests_args(workdir: Path) -> list[str]:
+    """The run name and manifests folder (in the work folder) of the migrate-fs methods."""
+    return ["--run", RUN_NAME, "--manifests", str(workdir / "manifests")]
+
+
+def inventory_argv(export: Export, workdir: Path) -> list[str]:
+    """``migrate-fs inventory`` of the export, 2 workers, manifests in the work folder."""
+    return migrate_fs_argv("inventory", str(export.path), *manifests_args(workdir),
+                           "--workers", "2", "--quiet")
+
+
+def write_argv(export: Export, workdir: Path) -> list[str]:
+    """``migrate-fs write`` of the prepared plan, 2 workers, into ``workdir/out``."""
+    return migrate_fs_argv("write", *manifests_args(workdir), "--out", str(workdir / "out"),
+                           "--workers", "2", "--quiet")
+
+
+def prepare_write(export: Export, workdir: Path) -> None:
+    """write-2's untimed set-up: inventory and plan of the export into the work folder.
+
+    The work folder is new for every repetition: its output folder does not exist yet, so
+    every timed write writes every object.
+    """
+    plan = migrate_fs_argv("plan", *manifests_args(workdir), "--quiet")
+    for verb, argv in (("inventory", inventory_argv(export, workdir)), ("plan", plan)):
+        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"untimed {verb} failed (exit status {done.returncode}): "
+                               f"{done.stderr.strip()[-400:]}")
+
+
 def methods() -> list[Method]:
-    """Every method timed on the 'images' and 'tiny' exports, cp -r first."""
+    """Every method timed on the folder exports, cp -r first."""
     def naive(jobs: int) -> Method:
         return Method(f"naive-{jobs}", f"naive pydicom, {jobs} process{'es' if jobs > 1 else ''}",
                       lambda e, w: [sys.executable, str(Path(__file__).resolve()), "_naive",
@@ -491,16 +575,21 @@ def methods() -> list[Method]:
         naive(2),
         Method("dcmconv", "dcmconv +te, xargs -P2",
                lambda e, w: ["bash", "-c", DCMCONV_SCRIPT, "bash", str(e.path), str(w / "out")],
-               tools=("dcmconv",), inspect=inspect_dcmconv),
+               tools=("dcmconv",), inspect=inspect_dcmconv,
+               exports=("images", "tiny")),  # no target: 4 min a repetition on 'tiny'
         Method("gdcmscanner", "gdcmscanner (headers)",
                lambda e, w: ["gdcmscanner", "-d", str(e.gdcm_view or e.path),
                              *[a for tag in GDCM_TAGS for a in ("-t", tag)], "-r"],
                tools=("gdcmscanner",), inspect=inspect_gdcmscanner, scope=gdcm_scope),
-        Method("inventory", "migrate-fs inventory, 2 workers",
-               lambda e, w: migrate_fs_argv(
-                   "inventory", str(e.path), "--run", RUN_NAME, "--manifests",
-                   str(w / "manifests"), "--workers", "2", "--quiet"),
+        Method("inventory", "migrate-fs inventory, 2 workers", inventory_argv,
                inspect=inspect_migrate_fs),
+        Method("write-2", "migrate-fs write, 2 workers (after an untimed inventory + plan)",
+               write_argv, inspect=inspect_write, prepare=prepare_write),
+        Method("startup", "migrate-fs inventory of one file, 2 workers (the fixed start-up)",
+               lambda e, w: migrate_fs_argv(
+                   "inventory", str(one_object(e)), "--run", RUN_NAME,
+                   "--manifests", str(w / "manifests"), "--workers", "2", "--quiet"),
+               scope=lambda e: (1, one_object(e).stat().st_size), exports=("tiny",)),
         run(1),
         run(2),
         archive_run("run-2-tar", "tar", ("images", "tiny")),
@@ -508,9 +597,14 @@ def methods() -> list[Method]:
     ]
 
 
-MIGRATE_FS_METHODS = ("inventory", "run-1", "run-2", "run-2-tar", "run-2-tgz")
+MIGRATE_FS_METHODS = ("inventory", "startup", "write-2", "run-1", "run-2", "run-2-tar", "run-2-tgz")
 ARCHIVE_METHODS = {"run-2-tar": "tar", "run-2-tgz": "tar.gz"}  # the folder run they match: run-2
 MULTIFRAME_METHODS = ("cp", "run-2", "run-2-tgz")  # the multi-frame export's methods
+
+
+def one_object(export: Export) -> Path:
+    """The export's first file of more than 1 KB in path order (a DICOM object)."""
+    return next(p for p in all_files(export.path) if p.stat().st_size > 1024)
 
 
 def gdcm_scope(export: Export) -> tuple[int, int]:
@@ -543,6 +637,13 @@ def inspect_gdcmscanner(export: Export, workdir: Path) -> dict[str, Any]:
     match = re.search(r"(\d+) files found", (workdir / "stdout").read_text(errors="replace"))
     return {"files_found": int(match.group(1)) if match else None,
             "excluded": export.gdcm_excluded}
+
+
+def inspect_write(export: Export, workdir: Path) -> dict[str, Any]:
+    """As :func:`inspect_migrate_fs`, without the statistics of the untimed inventory."""
+    details = inspect_migrate_fs(export, workdir)
+    details.get("run_json", {}).pop("inventory", None)
+    return details
 
 
 def inspect_migrate_fs(export: Export, workdir: Path) -> dict[str, Any]:
@@ -875,8 +976,14 @@ def run_method(method: Method, export: Export, repetition: int, timeout: float,
                pretouch_mb: float = 0) -> Measurement:
     """One repetition in a fresh folder, deleted afterwards."""
     workdir = fresh_dir(TMP_DIR / export.spec.name / method.name)
-    os.sync()  # earlier runs' dirty pages are not written back during this one
     try:
+        if method.prepare:
+            try:
+                method.prepare(export, workdir)
+            except Exception as exc:
+                return Measurement(repetition, 0.0, None, None, None, None, 0.0,
+                                   error=f"untimed preparation failed: {exc}")
+        os.sync()  # earlier runs' dirty pages are not written back during this one
         m = measure(method.argv(export, workdir), workdir, repetition, timeout,
                     pretouch_mb=pretouch_mb)
         if method.inspect:
@@ -896,8 +1003,9 @@ def progress_line(export: Export, method: Method, m: Measurement, repeat: int) -
         busy = (f" (others used {m.others_cpu_share:.0%} of the CPUs during the run)"
                 if m.others_cpu_share is not None
                 else f" (CPUs {m.cpu_busy_before:.0%} busy just before)")
-    return (f"  {export.spec.name:<10} {method.name:<12} {m.repetition}/{repeat} "
-            f"{m.seconds:8.2f} s  peak RSS {fmt(m.peak_rss_mb, 0):>5} MB  "
+    cpu = m.details.get("cpu_user_s", 0.0) + m.details.get("cpu_system_s", 0.0)
+    return (f"  {export.spec.name:<14} {method.name:<12} {m.repetition}/{repeat} "
+            f"{m.seconds:8.2f} s  CPU {cpu:7.2f} s  peak RSS {fmt(m.peak_rss_mb, 0):>5} MB  "
             f"tree {fmt(m.tree_rss_mb, 0):>5} MB  {status}{busy}")
 
 
@@ -1115,8 +1223,9 @@ def benchmark_plan(rows: int, part_rows: int, timeout: float) -> dict[str, Any]:
     shutil.rmtree(workdir)
     shutil.rmtree(run_dir / "plan", ignore_errors=True)  # the inventory stays for re-runs
     status = "ok" if m.ok else f"FAILED: {m.error}"
-    print(f"  scale      plan         {m.seconds:8.2f} s  peak RSS {fmt(m.peak_rss_mb, 0):>5} MB"
-          f"  tree {fmt(m.tree_rss_mb, 0):>5} MB  {status}", flush=True)
+    print(f"  {'scale':<14} {'plan':<12} 1/1 {m.seconds:8.2f} s  peak RSS "
+          f"{fmt(m.peak_rss_mb, 0):>5} MB  tree {fmt(m.tree_rss_mb, 0):>5} MB  {status}",
+          flush=True)
     return {"rows": rows, "parts": parts, "inventory_mb": size / MB,
             "generation_seconds": generated, "measurement": m}
 
@@ -1244,6 +1353,11 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds: three decimals below 10 ms (the per-object targets are tenths), else one."""
+    return fmt(value, 3 if value is not None and value < 10 else 1)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
@@ -1254,24 +1368,23 @@ def export_table(export: Export, results: dict[str, MethodResult]) -> str:
     """The Markdown table of one export's methods."""
     cp = results.get("cp")
     cp_rate = cp.mb_per_second if cp else None
-    headers = ["method", "median s", "runs s", "CPU s user+sys", "files/s", "MB/s", "x cp -r",
-               "peak RSS MB", "tree RSS MB", "notes"]
+    headers = ["method", "median s", "CPU ms/object", "runs s", "CPU s user+sys", "files/s",
+               "MB/s", "x cp -r", "peak RSS MB", "tree RSS MB", "notes"]
     rows = []
     for r in results.values():
         ratio = r.mb_per_second / cp_rate if r.mb_per_second and cp_rate else None
         runs = " / ".join((f"{m.seconds:.2f}" if m.ok else "failed")
                           + ("*" if disturbed(m) else "") for m in r.measurements)
         cpu = f"{r.cpu_seconds[0]:.1f}+{r.cpu_seconds[1]:.1f}" if r.cpu_seconds else "n/a"
-        rows.append([r.label, fmt(r.seconds, 2), runs or "-", cpu, fmt(r.files_per_second, 0),
-                     fmt(r.mb_per_second, 1), fmt(ratio, 2), fmt(r.peak_rss_mb, 0),
-                     fmt(r.tree_rss_mb, 0), method_notes(export, r)])
+        rows.append([r.label, fmt(r.seconds, 2), fmt_ms(r.cpu_ms_per_object), runs or "-", cpu,
+                     fmt(r.files_per_second, 0), fmt(r.mb_per_second, 1), fmt(ratio, 2),
+                     fmt(r.peak_rss_mb, 0), fmt(r.tree_rss_mb, 0), method_notes(export, r)])
     title = (f"### {export.spec.name}: {export.files:,} files, {export.bytes / MB:,.0f} MB "
              f"({export.spec.description})")
     return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
-def archive_table(exports: dict[str, Export],
-                  results: dict[str, dict[str, MethodResult]]) -> str | None:
+def archive_table(exports: dict[str, Export], results: Results) -> str | None:
     """Tape dumps against the folder: migrate-fs run, 2 workers, on each export's sources."""
     rows = []
     for name, export_results in results.items():
@@ -1344,7 +1457,7 @@ def migrate_fs_notes(export: Export, details: dict[str, Any]) -> list[str]:
         if inventory:
             notes.append(f"inventory {fmt(inventory.get('seconds'), 1)} s, read "
                          f"{fmt(read_share(export, details), 2)}% of the export")
-        else:
+        elif not write:
             notes.append("run.json has no inventory statistics (n/a)")
         if write:
             notes.append(f"write {fmt(write.get('seconds'), 1)} s")
@@ -1377,37 +1490,66 @@ class Target:
 
 
 def ratio_target(name: str, numerator: float | None, denominator: float | None,
-                 threshold: float, unit: str) -> Target:
-    """``numerator / denominator >= threshold``, n/a when either is missing."""
+                 threshold: float, unit: str, at_most: bool = False, digits: int = 1) -> Target:
+    """``numerator / denominator >= threshold`` (``at_most``: ``<=``), n/a when either is
+    missing; the measured value shows the ratio and both values in ``unit``."""
+    bound = f"{'<=' if at_most else '>='} {threshold:g}x"
     if not numerator or not denominator:
-        return Target(name, "n/a", f">= {threshold:g}x", None)
+        return Target(name, "n/a", bound, None)
     ratio = numerator / denominator
-    return Target(name, f"{ratio:.2f}x ({numerator:,.1f} vs {denominator:,.1f} {unit})",
-                  f">= {threshold:g}x", ratio >= threshold)
+    value = f"{ratio:.2f}x ({numerator:,.{digits}f} vs {denominator:,.{digits}f} {unit})"
+    return Target(name, value, bound, ratio <= threshold if at_most else ratio >= threshold)
 
 
-def check_targets(exports: dict[str, Export], results: dict[str, dict[str, MethodResult]],
+def ceiling_target(name: str, value: float | None, ceiling: float, unit: str,
+                   digits: int = 3) -> Target:
+    """``value <= ceiling``, n/a when the value is missing."""
+    threshold = f"<= {ceiling:g} {unit}"
+    if value is None:
+        return Target(name, "n/a", threshold, None)
+    return Target(name, f"{value:.{digits}f} {unit}", threshold, value <= ceiling)
+
+
+def attr(results: Results, export: str, method: str, name: str) -> float | None:
+    """A property of one method's result on one export (None if it did not run)."""
+    r = results.get(export, {}).get(method)
+    return getattr(r, name) if r else None
+
+
+def inventory_cpu_targets(results: Results) -> list[Target]:
+    """Inventory CPU per object <= gdcmscanner's (15 tags) on each folder export."""
+    return [ratio_target(f"inventory CPU per object on '{name}' vs gdcmscanner (15 tags)",
+                         attr(results, name, "inventory", "cpu_ms_per_object"),
+                         attr(results, name, "gdcmscanner", "cpu_ms_per_object"),
+                         TARGET_INVENTORY_CPU_VS_GDCM, "ms/object", at_most=True, digits=3)
+            for name in ("tiny", "tiny-headers", "images", "images-headers")]
+
+
+def naive_targets(results: Results) -> list[Target]:
+    """Full run (2 workers) >= 3x the naive pydicom migrator (2 processes) on each export."""
+    return [ratio_target(f"full run on '{name}' vs naive pydicom (files/s, 2 workers each)",
+                         attr(results, name, "run-2", "files_per_second"),
+                         attr(results, name, "naive-2", "files_per_second"),
+                         TARGET_RUN_VS_NAIVE, "files/s")
+            for name in FOLDER_EXPORTS]
+
+
+def check_targets(exports: dict[str, Export], results: Results,
                   scale: dict[str, Any] | None) -> list[Target]:
-    """Every target of issue #3, met / not met / n/a."""
+    """Every target of issue 13 (and those kept from issue #3), met / not met / n/a."""
     def get(export: str, method: str) -> MethodResult | None:
         return results.get(export, {}).get(method)
 
-    def attr(export: str, method: str, name: str) -> float | None:
-        r = get(export, method)
-        return getattr(r, name) if r else None
-
     targets = [
+        *inventory_cpu_targets(results),
         ratio_target("full run on 'images' vs cp -r (MB/s, 2 workers)",
-                     attr("images", "run-2", "mb_per_second"),
-                     attr("images", "cp", "mb_per_second"), TARGET_IMAGES_VS_CP, "MB/s"),
-        ratio_target("full run on 'tiny' vs naive pydicom, 2 processes (files/s)",
-                     attr("tiny", "run-2", "files_per_second"),
-                     attr("tiny", "naive-2", "files_per_second"), TARGET_TINY_VS_NAIVE,
-                     "files/s"),
-        ratio_target("inventory on 'tiny' vs gdcmscanner (files/s)",
-                     attr("tiny", "inventory", "files_per_second"),
-                     attr("tiny", "gdcmscanner", "files_per_second"),
-                     TARGET_INVENTORY_VS_GDCM, "files/s"),
+                     attr(results, "images", "run-2", "mb_per_second"),
+                     attr(results, "images", "cp", "mb_per_second"), TARGET_IMAGES_VS_CP,
+                     "MB/s"),
+        *naive_targets(results),
+        ceiling_target("write CPU per object on 'tiny' (migrate-fs write, 2 workers)",
+                       attr(results, "tiny", "write-2", "cpu_ms_per_object"),
+                       TARGET_WRITE_CPU_MS, "ms"),
         read_target(exports.get("images"), get("images", "inventory")),
         rss_target(results),
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2"),
@@ -1429,7 +1571,7 @@ def read_target(export: Export | None, inventory: MethodResult | None) -> Target
     return Target(name, f"{share:.2f}%", threshold, share <= 100 * TARGET_INVENTORY_READ_SHARE)
 
 
-def rss_target(results: dict[str, dict[str, MethodResult]]) -> Target:
+def rss_target(results: Results) -> Target:
     """Peak RSS of the largest migrate-fs process over every migrate-fs measurement."""
     peaks = [(r.peak_rss_mb, f"{export}/{name}") for export, methods in results.items()
              for name, r in methods.items()
@@ -1488,7 +1630,7 @@ def scale_table(scale: dict[str, Any]) -> str:
 
 
 def report(info: dict[str, str], exports: dict[str, Export],
-           results: dict[str, dict[str, MethodResult]], scale: dict[str, Any] | None,
+           results: Results, scale: dict[str, Any] | None,
            targets: list[Target], notes: list[str], args: argparse.Namespace,
            seconds: float) -> str:
     """The whole Markdown report."""
@@ -1499,7 +1641,10 @@ def report(info: dict[str, str], exports: dict[str, Export],
              "time; 'peak RSS' is GNU time's maximum RSS (the largest single process), 'tree "
              f"RSS' the sampled peak of all the command's processes together (every "
              f"{SAMPLE_SECONDS} s); 'CPU s' the median user and system CPU time of all its "
-             f"processes. A run marked * was disturbed: other processes used more "
+             "processes, 'CPU ms/object' the median of their sum over the files the method "
+             "covers. write-2 times `migrate-fs write` alone: each repetition first runs an "
+             "untimed `inventory` and `plan` of the export. A run marked * was disturbed: "
+             f"other processes used more "
              f"than {BUSY_SHARE:.0%} of the CPUs during it (the machine is shared); the median "
              "leaves disturbed runs out when at least one undisturbed run is left.",
              *[f"Note: {note}" for note in notes]]
@@ -1520,6 +1665,8 @@ def to_json(value: Any) -> Any:
                 "files_per_second": value.files_per_second,
                 "mb_per_second": value.mb_per_second, "peak_rss_mb": value.peak_rss_mb,
                 "cpu_seconds_user_system": value.cpu_seconds,
+                "cpu_seconds_total": value.cpu_total_seconds,
+                "cpu_ms_per_object": value.cpu_ms_per_object,
                 "tree_rss_mb": value.tree_rss_mb}
     if isinstance(value, Target):
         return {**dataclasses.asdict(value), "status": value.status}
@@ -1537,7 +1684,7 @@ def to_json(value: Any) -> Any:
 # --------------------------------------------------------------------------- main
 
 
-SECTIONS = ("images", "tiny", "multiframe", "scale")
+SECTIONS = (*FOLDER_EXPORTS, "multiframe", "scale")
 GROUPS = {  # --only shorthands: sections and methods
     "tar": ("images", "tiny", "multiframe", "run-2", *ARCHIVE_METHODS),
 }
@@ -1581,6 +1728,37 @@ def selection(only: list[str]) -> tuple[list[str], list[Method]]:
     return sections, chosen
 
 
+def benchmark_exports(sections: list[str], chosen: list[Method], args: argparse.Namespace,
+                      tools: dict[str, bool],
+                      notes: list[str]) -> tuple[dict[str, Export], Results]:
+    """Generate (or reuse) each export of ``sections`` and time its methods on it.
+
+    An export that cannot be generated is left out, with a note (``notes``) saying why.
+    """
+    specs = export_specs(args.quick, 0.1 if args.quick else 1.0)
+    exports: dict[str, Export] = {}
+    results: Results = {}
+    for name in (*FOLDER_EXPORTS, "multiframe"):
+        if name not in sections:
+            continue
+        try:
+            exports[name] = export = cached_export(specs[name])
+        except Exception as exc:
+            print(f"{name}: cannot generate the export: {exc}", flush=True)
+            notes.append(f"'{name}' left out: cannot generate the export: {exc}")
+            continue
+        section_methods = chosen
+        if name == "multiframe":  # the folder run always; the .tar.gz run unless left out
+            picked = {m.name for m in chosen} | {"run-2"}
+            section_methods = [m for m in methods()
+                               if m.name in MULTIFRAME_METHODS and m.name in picked]
+        elif tools.get("gdcmscanner") and any(m.name == "gdcmscanner" for m in chosen):
+            gdcm_view(export)
+        results[name] = benchmark_export(export, section_methods, args.repeat, tools,
+                                         args.timeout, args.pretouch)
+    return exports, results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_naive"]:
@@ -1596,26 +1774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [pydicom_encoder_note(), *environment_notes()]
     print("\n".join(notes), flush=True)
     sections, chosen = selection(args.only)
-    specs = export_specs(args.quick, 0.1 if args.quick else 1.0)
-    exports: dict[str, Export] = {}
-    results: dict[str, dict[str, MethodResult]] = {}
-    for name in ("images", "tiny", "multiframe"):
-        if name not in sections:
-            continue
-        try:
-            exports[name] = export = cached_export(specs[name])
-        except Exception as exc:
-            print(f"{name}: cannot generate the export: {exc}", flush=True)
-            continue
-        section_methods = chosen
-        if name == "multiframe":  # the folder run always; the .tar.gz run unless left out
-            picked = {m.name for m in chosen} | {"run-2"}
-            section_methods = [m for m in methods()
-                               if m.name in MULTIFRAME_METHODS and m.name in picked]
-        elif tools.get("gdcmscanner") and any(m.name == "gdcmscanner" for m in chosen):
-            gdcm_view(export)
-        results[name] = benchmark_export(export, section_methods, args.repeat, tools,
-                                         args.timeout, args.pretouch)
+    exports, results = benchmark_exports(sections, chosen, args, tools, notes)
     scale = None
     if "scale" in sections:
         try:
