@@ -6,9 +6,11 @@ its file meta: a splice, no element is decoded; unless the plan changes its head
 standard elements encoded as UN (problem ``standard_element_as_un``: they are written with
 their dictionary VR), and then its header is re-encoded. Implicit VR and big endian sources go
 through :mod:`migrate_fs.transcode`; their pixel data value is copied in chunks, byte-swapped
-for big endian. Deflated sources are inflated as a stream. Bytes go to a temporary file in the
-target folder, hashed as they are written, and the file is linked into place only when
-complete, never over an existing file.
+for big endian. Deflated sources are inflated as a stream. Bytes go to an unnamed file in the
+target folder (a temporary file where the file system has none: :class:`_Output`), hashed as
+they are written, and the file is linked into place only when complete, never over an existing
+file. The source is read once: its first bytes both prove it is the file the inventory saw and
+start the splice.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from migrate_fs.transcode import (
 )
 
 OUT_BUFFER = 64 << 10  # small: a large buffer costs an mmap per file; big chunks bypass it
+FILE_MODE = 0o666  # of a new output file: the umask decides, as for any new file
 PREAMBLE = bytes(128) + b"DICM"
 ImplementationClassUID = "2.25." + str(
     uuid.uuid5(uuid.NAMESPACE_URL, "migrate-fs:implementation").int)
@@ -237,14 +240,14 @@ class _Output:
     def _open(self, folder: str, name: str) -> int:
         if _naming:
             try:
-                return os.open(folder, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
+                return os.open(folder, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, FILE_MODE)
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                     raise
                 _naming.clear()  # this file system has no unnamed files
         self.tmp = f"{folder}/{temporary_name(name)}"
         return os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                       | os.O_CLOEXEC, 0o644)
+                       | os.O_CLOEXEC, FILE_MODE)
 
     def place(self, sha256: str) -> tuple[str, str | None]:
         """Give the complete file its name; ``already_present`` if an identical file has it,
@@ -288,7 +291,7 @@ class _Output:
         folder, _, name = self.target.rpartition("/")
         self.tmp = tmp = f"{folder}/{temporary_name(name)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o644)
+                     | os.O_CLOEXEC, FILE_MODE)
         try:
             offset = 0
             while chunk := os.pread(self.fd, CHUNK, offset):

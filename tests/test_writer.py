@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,20 @@ def test_every_way_of_creating_the_output_gives_the_same_files(
     assert target.read_bytes() == b"somebody else's file"
     assert write_object(dict(rows[1]), out)["status"] == "already_present"
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == files
+
+
+@pytest.mark.parametrize("file_system", ["as it is", "no unnamed files"])
+def test_outputs_get_the_permissions_the_umask_gives(file_system: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with any file a program creates: a group-writable umask gives group-writable
+    outputs, however the output was created."""
+    monkeypatch.setattr(writer, "_naming", ["empty_path", "proc"])
+    if file_system != "as it is":
+        _refuse_tmpfile(monkeypatch)
+    row = planned(next(r for r in MIGRATABLE if r["locator"].endswith("/CT_small.dcm")))
+    old = os.umask(0o002)
+    try:
+        assert write_object(row, tmp_path)["status"] == "written"
+    finally:
+        os.umask(old)
+    assert (tmp_path / row["output_path"]).stat().st_mode & 0o777 == 0o664
