@@ -1552,6 +1552,7 @@ def check_targets(exports: dict[str, Export], results: Results,
                        TARGET_WRITE_CPU_MS, "ms"),
         read_target(exports.get("images"), get("images", "inventory")),
         rss_target(results),
+        main_rss_target(results),
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2"),
                           get("images", "run-2")),
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2-tgz"),
@@ -1572,16 +1573,30 @@ def read_target(export: Export | None, inventory: MethodResult | None) -> Target
 
 
 def rss_target(results: Results) -> Target:
-    """Peak RSS of the largest migrate-fs process over every migrate-fs measurement."""
+    """Peak RSS of a worker (the sampled largest worker) over every migrate-fs measurement:
+    issue 13's target. The main process, which still holds the plan, is the next target's."""
+    peaks = [(peak, f"{export}/{name}") for export, methods in results.items()
+             for name, r in methods.items() if name in MIGRATE_FS_METHODS
+             and (peak := sampled_peak(r, "sampled_worker_rss_mb")) is not None]
+    threshold = f"< {TARGET_PROCESS_RSS_MB} MB"
+    if not peaks:
+        return Target("peak RSS per worker", "n/a", threshold, None)
+    peak, where = max(peaks)
+    return Target("peak RSS per worker", f"{peak:.0f} MB ({where})", threshold,
+                  peak < TARGET_PROCESS_RSS_MB)
+
+
+def main_rss_target(results: Results) -> Target:
+    """Peak RSS of the largest migrate-fs process (GNU time), the main process included."""
     peaks = [(r.peak_rss_mb, f"{export}/{name}") for export, methods in results.items()
              for name, r in methods.items()
              if name in MIGRATE_FS_METHODS and r.peak_rss_mb is not None]
     threshold = f"< {TARGET_PROCESS_RSS_MB} MB"
+    name = "peak RSS per migrate-fs process, main included (issue 14: the plan in memory)"
     if not peaks:
-        return Target("peak RSS per migrate-fs process", "n/a", threshold, None)
+        return Target(name, "n/a", threshold, None)
     peak, where = max(peaks)
-    return Target("peak RSS per migrate-fs process", f"{peak:.0f} MB ({where})", threshold,
-                  peak < TARGET_PROCESS_RSS_MB)
+    return Target(name, f"{peak:.0f} MB ({where})", threshold, peak < TARGET_PROCESS_RSS_MB)
 
 
 def multiframe_target(export: Export | None, multiframe: MethodResult | None,

@@ -143,7 +143,14 @@ def test_check_targets_has_the_issue_13_rows(bench):
             is None
     assert targets["inventory CPU per object on 'tiny-headers' vs gdcmscanner (15 tags)"].met \
         is None
-    assert targets["peak RSS per migrate-fs process"].met is True
+    main = "peak RSS per migrate-fs process, main included (issue 14: the plan in memory)"
+    assert targets[main].met is True
+    assert targets["peak RSS per worker"].status == "n/a"  # no worker was sampled
+    run = tiny["run-2"]
+    run.measurements[0].details["sampled_worker_rss_mb"] = 310.0
+    targets = {t.name: t for t in bench.check_targets({}, {"tiny": tiny}, None)}
+    assert targets["peak RSS per worker"].met is False
+    assert targets["peak RSS per worker"].value == "310 MB (tiny/run-2)"
 
 
 def test_cpu_milliseconds_keep_their_precision_where_the_targets_need_it(bench):
