@@ -201,3 +201,20 @@ def test_outputs_get_the_permissions_the_umask_gives(file_system: str, tmp_path:
     finally:
         os.umask(old)
     assert (tmp_path / row["output_path"]).stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.parametrize("file_system", ["as it is", "no unnamed files"])
+def test_an_output_folder_removed_between_objects_is_made_again(
+        file_system: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker remembers the folders it made; one removed meanwhile (a cleanup between runs)
+    is made again, not a write_failed."""
+    import shutil
+
+    monkeypatch.setattr(writer, "_naming", ["empty_path", "proc"])
+    if file_system != "as it is":
+        _refuse_tmpfile(monkeypatch)
+    first, second = planned(MIGRATABLE[0], "a"), planned(MIGRATABLE[1], "b")
+    assert write_object(first, tmp_path)["status"] == "written"
+    shutil.rmtree(tmp_path / "P")
+    assert write_object(second, tmp_path)["status"] == "written"
+    assert sorted(p.name for p in (tmp_path / "P" / "ST" / "SE").iterdir()) == ["b.dcm"]
