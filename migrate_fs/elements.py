@@ -36,7 +36,6 @@ _LE = struct.Struct("<HHI")
 _BE = struct.Struct(">HHI")
 _U32LE = struct.Struct("<I")
 _U32BE = struct.Struct(">I")
-HEADER_STRUCTS = (_BE, _LE)  # by ``little``: an element header's (group, element, 4 bytes)
 
 
 class Truncated(Exception):
@@ -152,20 +151,16 @@ class Window:
         return data[index:index + n]
 
 
-# Defined-length elements of these VRs that :func:`walk_dataset` shows the scanner (besides
-# the text values it checks itself, implicit VR elements, undefined lengths and the charset).
-SCANNED_VRS = frozenset({b"SQ", b"UN"})
-CHARSET_TAG = 0x00080005
+CHARSET_TAG = 0x00080005  # read by every reader before the text it decodes: must be text
 
 
 class ElementScan(Protocol):
     """What :func:`walk_dataset` shows the elements to (see :mod:`migrate_fs.scan`).
 
-    ``checks`` maps explicit VR bytes to the fullmatch of clean values: the walker checks a
-    top-level value of those VRs itself and calls ``record`` for one that is not clean or has
-    an odd length (never for a private one). ``element`` is called for the others that may
-    matter: sequences and other undefined lengths, UN, implicit VR elements (``vr`` None) and
-    (0008,0005)."""
+    ``checks`` maps explicit VR bytes to the fullmatch of clean values: in a run of plain
+    elements (:func:`plain_run`) the walker checks a value of those VRs itself and calls
+    ``record`` for one that is not clean or has an odd length (never for a private one).
+    ``element`` is called for every other element but the pixel data."""
 
     checks: dict[bytes, Callable[[bytes], object]]
 
@@ -250,14 +245,13 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
             tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if vr == b"UN":
                 walk.un_tags.append(tag)
-            data = win.data  # the window may have moved
         if tag <= last:  # rare: raises unless a byte-for-byte repeat, which is stepped over
             check_repeat(win, tag, last, last_at, pos, value, length)
             walk.repeated.append(tag)
             last_at, pos = pos, value + length
             continue
         last, last_at = tag, pos
-        if tag >= _FIRST_PIXEL_TAG and tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
+        if tag in PIXEL_DATA_TAGS and walk.pixel_data_offset is None:
             walk.pixel_data_offset = pos
             walk.pixel_data_encapsulated = length == UNDEFINED
             end = skip_items(win, value, little) if length == UNDEFINED else value + length
@@ -267,7 +261,7 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
                                 f"{size - value}")
             pos = end
             continue
-        if tag >= ITEM_END and (tag == ITEM_END or tag == SEQUENCE_END):
+        if tag == ITEM_END or tag == SEQUENCE_END:
             raise Malformed(f"delimiter ({tag >> 16:04X},{tag & 0xFFFF:04X}) at top level, "
                             f"byte {pos}")
         if length == UNDEFINED:
@@ -280,20 +274,10 @@ def walk_dataset(win: Window, pos: int, implicit: bool, little: bool,  # noqa: C
         if value + length > size:
             raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} "
                             f"bytes, the object holds {size - value}")
-        check = checks.get(vr)  # type: ignore[arg-type]  # None for implicit VR
-        if check is not None:  # a text value, checked here: the common case
-            j = value - win.base
-            raw = data[j:j + length] if j >= 0 and j + length <= len(data) else \
-                win.bytes(value, length)
-            if tag in wanted:
-                walk.values[tag] = (vr, raw)
-            if not tag >> 16 & 1 and (length & 1 or check(raw) is None):
-                scan.record("", tag, vr, raw)  # type: ignore[union-attr, arg-type]
-        else:
-            if tag in wanted:
-                walk.values[tag] = (vr, win.bytes(value, length))
-            if scan is not None and (vr is None or vr in SCANNED_VRS or tag == CHARSET_TAG):
-                scan.element(win, "", tag, vr, length, value, implicit, little)
+        if tag in wanted:
+            walk.values[tag] = (vr, win.bytes(value, length))
+        if scan is not None:
+            scan.element(win, "", tag, vr, length, value, implicit, little)
         pos = value + length
     walk.end = pos
     return walk

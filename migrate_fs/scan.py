@@ -20,14 +20,11 @@ from dataclasses import dataclass, field
 
 from migrate_fs.elements import (
     CHARSET_TAG,
-    HEADER_STRUCTS,
     ITEM,
     ITEM_END,
     MAX_NESTING,
-    SCANNED_VRS,
     SEQUENCE_END,
     UNDEFINED,
-    VR_LENGTH_16,
     Malformed,
     NestingTooDeep,
     Truncated,
@@ -135,12 +132,11 @@ class Scanner:
             index += 1
         return pos
 
-    def _item(self, win: Window, pos: int, end: int | None, bounded: bool, implicit: bool,  # noqa: C901 - the hot loop, inlined
+    def _item(self, win: Window, pos: int, end: int | None, bounded: bool, implicit: bool,
               little: bool, path: str | None, depth: int) -> int:
         """Walk the elements of an item up to ``end``: its own end (``bounded``), or its
         sequence's, before which its delimiter must come."""
         start, last, last_at = pos, -1, -1
-        unpack = HEADER_STRUCTS[little].unpack_from
         fast = little and not implicit
         checks, scan = (CLEAN_BYTES, self) if path is not None else (_NO_CHECKS, None)
         while end is None or pos < end:
@@ -149,14 +145,7 @@ class Scanner:
                                                scan, path or "", end)
                 if end is not None and pos >= end:
                     break
-            data, i = win.data, pos - win.base
-            vr = data[i + 4:i + 6] if not implicit and 0 <= i and i + 8 <= len(data) else None
-            if vr in VR_LENGTH_16:  # the common case, inlined: a short explicit VR element
-                group, number, length = unpack(data, i)
-                tag, value = group << 16 | number, pos + 8
-                length = length >> 16 if little else length & 0xFFFF
-            if vr not in VR_LENGTH_16 or group == 0xFFFE:  # (items: no VR, whatever the bytes)
-                tag, vr, length, value = decode_element_header(win, pos, implicit, little)
+            tag, vr, length, value = decode_element_header(win, pos, implicit, little)
             if tag == ITEM_END:
                 if bounded:  # which end is the item's: its length or its delimiter?
                     raise Malformed(f"an item delimiter at byte {pos} inside the item at byte "
@@ -174,18 +163,6 @@ class Scanner:
                                      depth + 1)
                 else:
                     pos = value + length
-                continue
-            if vr is not None and length != UNDEFINED and vr not in SCANNED_VRS \
-                    and tag != CHARSET_TAG:  # the common case, here: no call
-                pos = value + length
-                if pos > win.size:
-                    raise Truncated(f"element {tag_text(tag)} declares {length} bytes, the "
-                                    f"object holds {win.size - value}")
-                check = CLEAN_BYTES.get(vr)
-                if check is not None and not tag >> 16 & 1:
-                    raw = win.bytes(value, length)
-                    if length & 1 or check(raw) is None:
-                        self.record(path, tag, vr, raw)
                 continue
             pos = self.element(win, path, tag, vr, length, value, implicit, little, depth)
         if not bounded:

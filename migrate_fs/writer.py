@@ -211,10 +211,11 @@ def temporary_name(name: str) -> str:
 
 
 _AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
-# How this process names an unnamed output file: "empty_path" (linkat AT_EMPTY_PATH, which
-# needs CAP_DAC_READ_SEARCH), "proc" (a link to /proc/self/fd/N), or None: no unnamed files,
-# a named temporary file instead. Settled by the first output (see _Output.place).
-_naming: list[str | None] = ["empty_path", "proc"]
+# The ways this process may still name an unnamed output file, in order: "empty_path"
+# (linkat AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH) and "proc" (a link to
+# /proc/self/fd/N). A way that fails is dropped (_Output._link_unnamed); empty: no unnamed
+# files (the file system has none, or no way works), a named temporary file instead.
+_naming: list[str] = ["empty_path", "proc"]
 
 
 class _Output:
@@ -408,14 +409,15 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
     """
     edits, known_vrs = edits_for(row), writes_known_vrs(row)
     offset = row["dataset_offset"]
-    if first is not None and offset < len(first) and not row["is_implicit_vr"] \
-            and row["is_little_endian"] and not edits and not known_vrs \
-            and row["transfer_syntax"] != DeflatedExplicitVRLittleEndian:
-        sink.write(first[offset:])  # the splice, from the bytes the source check read
+    deflated = row["transfer_syntax"] == DeflatedExplicitVRLittleEndian
+    splice = not deflated and not row["is_implicit_vr"] and row["is_little_endian"] \
+        and not edits and not known_vrs
+    if splice and first is not None and offset < len(first):
+        sink.write(first[offset:])  # from the bytes the source check read: no second read
         copy_range(src, sink, None)
         return []
     src.seek(offset)
-    if row["transfer_syntax"] == DeflatedExplicitVRLittleEndian:
+    if deflated:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         if edits or known_vrs:  # deflated datasets are small: inflate, then re-encode
             data = inflater.decompress(src.read()) + inflater.flush()
@@ -424,7 +426,7 @@ def _copy_dataset(src: BinaryIO, row: dict[str, Any], sink: _HashingWriter,
             sink.write(inflater.decompress(chunk))
         sink.write(inflater.flush())
         return []
-    if not row["is_implicit_vr"] and row["is_little_endian"] and not edits and not known_vrs:
+    if splice:
         copy_range(src, sink, None)
         return []
     return transcode(src, row, sink, edits)

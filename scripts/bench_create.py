@@ -40,43 +40,48 @@ PER_FOLDER = 100
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def temp_link_unlink(folder: str, name: str, data: bytes) -> None:
+def _named_temporary(folder: str, name: str, data: bytes) -> str:
+    """Write ``data`` to the hidden temporary file of ``name``; its path."""
     tmp = f"{folder}/.{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
+    return tmp
+
+
+def _unnamed(folder: str, data: bytes, name_it: Callable[[int], None]) -> None:
+    """Write ``data`` to an unnamed file in ``folder``; ``name_it(fd)`` links it."""
+    fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
+    try:
+        os.write(fd, data)
+        name_it(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_link_unlink(folder: str, name: str, data: bytes) -> None:
+    tmp = _named_temporary(folder, name, data)
     os.link(tmp, f"{folder}/{name}")
     os.unlink(tmp)
 
 
 def tmpfile_linkat(folder: str, name: str, data: bytes) -> None:
-    fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
-    try:
-        os.write(fd, data)
-        os.link(f"/proc/self/fd/{fd}", f"{folder}/{name}", follow_symlinks=True)
-    finally:
-        os.close(fd)
+    _unnamed(folder, data, lambda fd: os.link(f"/proc/self/fd/{fd}", f"{folder}/{name}",
+                                              follow_symlinks=True))
 
 
 def tmpfile_empty_path(folder: str, name: str, data: bytes) -> None:
-    fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
-    try:
-        os.write(fd, data)
+    def name_it(fd: int) -> None:
         if _libc.linkat(fd, b"", AT_FDCWD, f"{folder}/{name}".encode(), AT_EMPTY_PATH) != 0:
             raise OSError(ctypes.get_errno(), "linkat(AT_EMPTY_PATH)")
-    finally:
-        os.close(fd)
+
+    _unnamed(folder, data, name_it)
 
 
 def temp_renameat2(folder: str, name: str, data: bytes) -> None:
-    tmp = f"{folder}/.{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    tmp = _named_temporary(folder, name, data)
     if _libc.renameat2(AT_FDCWD, tmp.encode(), AT_FDCWD, f"{folder}/{name}".encode(),
                        RENAME_NOREPLACE) != 0:
         raise OSError(ctypes.get_errno(), "renameat2")

@@ -32,6 +32,17 @@ def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
     return digest
 
 
+def files_below(root: Path) -> list[Path]:
+    """Every file below root, sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def content_digest(root: Path) -> dict[str, str]:
+    """Relative POSIX path -> sha256 of every file below root: what a generator run wrote."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files_below(root)}
+
+
 def count_entries(root: Path) -> int:
     """Every non-folder entry below root: what the manifest must account for."""
     return sum(len(files) + sum(1 for d in dirs if (Path(folder) / d).is_symlink())

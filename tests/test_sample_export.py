@@ -16,6 +16,7 @@ from types import ModuleType
 import numpy as np
 import pydicom
 import pytest
+from conftest import content_digest, files_below
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     BasicTextSRStorage,
@@ -79,15 +80,6 @@ class Obj:
         return "raw-explicit" if self.data[4:6].isalpha() else "raw-implicit"
 
 
-def files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files(root)}
-
-
 def read(path: Path) -> Obj:
     data = path.read_bytes()
     try:
@@ -131,7 +123,7 @@ def objects(gen: ModuleType, export: Export) -> dict[str, list[Obj]]:
     """Files split into good DICOM objects, the legacy pitfalls and the rest."""
     split: dict[str, list[Obj]] = {"dicom": [], "pitfall": [], "other": []}
     legacy = pitfall_paths(export)
-    for path in files(export.root):
+    for path in files_below(export.root):
         obj = read(path)
         if path in legacy:
             split["pitfall"].append(obj)
@@ -143,7 +135,7 @@ def objects(gen: ModuleType, export: Export) -> dict[str, list[Obj]]:
 def test_same_seed_gives_identical_tree(gen, export, tmp_path):
     again = tmp_path / export.root.name  # the rules name the export and its side files
     counts = gen.make_sample_export(again, **SMALL)
-    assert tree_digest(again) == tree_digest(export.root)
+    assert content_digest(again) == content_digest(export.root)
     assert counts["pitfalls"] == export.counts["pitfalls"]
     first, second = Path(export.counts["corrections"]), Path(counts["corrections"])
     assert first.read_bytes() == second.read_bytes()
@@ -152,8 +144,8 @@ def test_same_seed_gives_identical_tree(gen, export, tmp_path):
 
 
 def test_different_seed_differs(gen, export, tmp_path):
-    other = tree_digest(_run(gen, tmp_path / "seed1", **SMALL, seed=1))
-    mine = tree_digest(export.root)
+    other = content_digest(_run(gen, tmp_path / "seed1", **SMALL, seed=1))
+    mine = content_digest(export.root)
     assert other != mine
     shared = set(other.values()) & set(mine.values())
     assert shared <= {hashlib.sha256(b"").hexdigest()}  # only the zero-byte junk file
@@ -165,7 +157,7 @@ def _run(gen: ModuleType, root: Path, **kwargs) -> Path:
 
 
 def test_counts_match_files_on_disk(export, objects):
-    paths, counts = files(export.root), export.counts
+    paths, counts = files_below(export.root), export.counts
     assert counts["files"] == len(paths)
     assert counts["bytes"] == sum(p.stat().st_size for p in paths)
     assert counts["dicom"] + counts["junk"] == counts["files"]
@@ -180,9 +172,9 @@ def test_counts_match_files_on_disk(export, objects):
 def test_layout_is_a_vendor_store_without_extensions(export):
     series_file = r"vol\d\d/\d{4}/\d\d/\d\d/[0-9A-F]{8}/(\d{8}|Thumbs\.db)"
     pattern = re.compile(rf"{series_file}|vol\d\d/export\.log")
-    for rel in tree_digest(export.root):
+    for rel in content_digest(export.root):
         assert pattern.fullmatch(rel), rel
-    assert len({Path(rel).parent for rel in tree_digest(export.root)}) > 10
+    assert len({Path(rel).parent for rel in content_digest(export.root)}) > 10
 
 
 def test_every_object_reads_with_identifying_uids(objects):
@@ -289,7 +281,7 @@ def test_no_junk_no_hostile_no_pitfalls(gen, tmp_path):
                                     series_per_study=1, images_per_series=1, cr=0,
                                     junk=False, hostile=False, pitfalls=False)
     assert counts["junk"] == 0 and counts["dicom"] == counts["files"] == 4  # 1 CT, SR, PR, KO
-    ids = {pydicom.dcmread(p, force=True).PatientID for p in files(tmp_path / "clean")}
+    ids = {pydicom.dcmread(p, force=True).PatientID for p in files_below(tmp_path / "clean")}
     assert not ids & HOSTILE_IDS
     assert counts["pitfalls"] == {} and counts["corrections"] is counts["rules"] is None
     assert [p.name for p in tmp_path.iterdir()] == ["clean"]  # no corrections, no rules
@@ -476,7 +468,7 @@ def test_corrections_csv_merges_the_emergency_patient(export, objects, pitfalls)
     assert real and {ds.PatientID for ds in real} == {merge["PatientID"]}
     assert merge["PatientName"] == "Müller^Jürgen"
     assert {ds.PatientBirthDate for ds in emergency} == {ds.PatientBirthDate for ds in real}
-    ids = {read(p).ds.PatientID for p in files(export.root) if read(p).ds is not None
+    ids = {read(p).ds.PatientID for p in files_below(export.root) if read(p).ds is not None
            and "PatientID" in read(p).ds}
     assert orphan["OldPatientID"] not in ids and orphan["PatientID"]  # matches no object
 
@@ -580,7 +572,7 @@ NATIVE_OR_RAW = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEn
 def bench_objects(gen: ModuleType, root: Path, **kwargs) -> list[Obj]:
     """Generate an export with benchmark options; every file must be a complete object."""
     gen.make_sample_export(root, **kwargs)
-    objs = [read(p) for p in files(root)]
+    objs = [read(p) for p in files_below(root)]
     for obj in objs:
         assert obj.ds is not None and all(k in obj.ds for k in IDENTIFYING), obj.path
         if "PixelData" in obj.ds and "NumberOfFrames" not in obj.ds:
@@ -663,7 +655,7 @@ def test_benchmark_options_are_deterministic(gen, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     gen.make_sample_export(first, **options)
     gen.make_sample_export(second, **options)
-    assert tree_digest(first) == tree_digest(second)
+    assert content_digest(first) == content_digest(second)
 
 
 def test_multiframe_is_streamed_and_reads_back(gen, tmp_path):
@@ -680,8 +672,8 @@ def test_multiframe_is_streamed_and_reads_back(gen, tmp_path):
         tracemalloc.stop()
     frames = round(0.1e9 / frame_bytes)
     assert peak < 60e6  # chunks of 32 frames, never the 100 MB of pixel data
-    big = max(files(root), key=lambda p: p.stat().st_size)
-    assert counts["bytes"] == sum(p.stat().st_size for p in files(root))
+    big = max(files_below(root), key=lambda p: p.stat().st_size)
+    assert counts["bytes"] == sum(p.stat().st_size for p in files_below(root))
     ds = pydicom.dcmread(big)
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
@@ -715,7 +707,7 @@ def test_cli_benchmark_flags_match_the_function(gen, tmp_path):
             "--raw-share", "0.2", "--header-only-share", "0.2"]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert tree_digest(tmp_path / "cli") == tree_digest(tmp_path / "api")
+    assert content_digest(tmp_path / "cli") == content_digest(tmp_path / "api")
     bad = subprocess.run([*args[:3], "--compressed-share", "2"], capture_output=True, text=True,
                          check=False)
     assert bad.returncode == 2 and "share" in bad.stderr
