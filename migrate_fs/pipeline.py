@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,10 +39,8 @@ from migrate_fs.execution import (
 )
 from migrate_fs.inventory import inventory_members, inventory_row
 from migrate_fs.sources import SourceObject, distinct_roots, iter_sources
+from migrate_fs.summary import Tally
 from migrate_fs.writer import TEMPORARY_SUFFIX, execute, execute_members
-
-if TYPE_CHECKING:  # imported by plan() alone: inventory and write need none of it
-    from migrate_fs.plan import Planned
 
 INVENTORY_BATCH = 1024
 WRITE_BATCH = 512
@@ -52,9 +50,9 @@ DEFAULT_MANIFESTS = Path("manifests")
 
 @dataclass
 class StepDone:
-    """What a step did: its stage table (the columns the summary needs) and its figures."""
+    """What a step did: the counts of its stage (see :class:`Tally`) and its figures."""
 
-    table: pa.Table
+    tally: Tally
     objects: int
     seconds: float
     bytes_read: int = 0
@@ -218,7 +216,9 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
                             inventory={"objects": outcome.objects,
                                        "bytes_read": outcome.bytes_read, "seconds": seconds,
                                        "export_bytes": pc.sum(table.column("size")).as_py() or 0})
-    return StepDone(table, outcome.objects, seconds, outcome.bytes_read)
+    tally = Tally()
+    tally.add(table)
+    return StepDone(tally, outcome.objects, seconds, outcome.bytes_read)
 
 
 # --- plan ----------------------------------------------------------------------------------
@@ -238,45 +238,11 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
 
     table = load_corrections(Path(corrections)) if corrections is not None else None
     with manifest.run_lock(manifests, run, "migrate-fs plan"):
-        return _plan(run, manifests, settings, table, corrections, start)
+        from migrate_fs.planning import plan_run
 
-
-def _plan(run: str, manifests: str | Path, settings: Config, table: pa.Table | None,
-          corrections: str | Path | None, start: float) -> PlanDone:
-    from migrate_fs.plan import DECISION_INPUT, make_plan
-
-    manifest.sweep_temporary(manifest.stage_dir(manifests, run, "plan"))
-    narrow = manifest.read_stage(manifests, run, "inventory", DECISION_INPUT)
-    planned = make_plan(narrow, settings, table)
-    _write_plan_parts(manifests, run, planned)
-    orphans = None
-    if planned.orphans is not None:
-        orphans = manifest.run_dir(manifests, run) / "corrections_orphans.parquet"
-        manifest.write_table(orphans, planned.orphans)
-    manifest.write_run_info(manifests, run, plan={
-        "config": settings.as_dict(), "content_hashes": planned.hashed,
-        "corrections": str(Path(corrections).resolve()) if corrections is not None else None})
-    summary = planned.decisions.select(["action", "reason", "problems"]).append_column(
-        "size", narrow.column("size"))
-    return PlanDone(summary, summary.num_rows, time.perf_counter() - start, orphans=orphans,
-                    orphan_count=planned.orphans.num_rows if planned.orphans is not None else 0,
-                    hashed=planned.hashed)
-
-
-def _write_plan_parts(manifests: str | Path, run: str, planned: Planned) -> None:
-    from migrate_fs.plan import Planned
-
-    source = manifest.stage_dir(manifests, run, "inventory")
-    folder = manifest.stage_dir(manifests, run, "plan")
-    old = manifest.part_names(folder)
-    names = sorted(manifest.part_names(source))  # the order read_stage read them in
-    offset = 0
-    for name in names:
-        part = manifest.read_part(source, name, "inventory")
-        decided = planned.decisions.slice(offset, part.num_rows)
-        manifest.write_part(folder, name, Planned(decided, None).table(part), "plan")
-        offset += part.num_rows
-    manifest.remove_parts(folder, old - set(names))
+        done = plan_run(run, manifests, settings, table, corrections)
+    return PlanDone(done.tally, done.tally.objects, time.perf_counter() - start,
+                    orphans=done.orphans, orphan_count=done.orphan_count, hashed=done.hashed)
 
 
 # --- write ---------------------------------------------------------------------------------
@@ -364,7 +330,9 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
         "bytes_written": outcome.total, "seconds": seconds, "failed": failed,
         "redone_for_missing_outputs": intact.missing, "temporary_files_swept": swept})
     running.unlink(missing_ok=True)
-    return StepDone(result, outcome.objects, seconds, outcome.bytes_read, outcome.total,
+    tally = Tally()
+    tally.add(result)
+    return StepDone(tally, outcome.objects, seconds, outcome.bytes_read, outcome.total,
                     failed=failed, repaired=intact.missing)
 
 

@@ -22,6 +22,7 @@ from migrate_fs.errors import (
     StageMissing,
     UsageError,
 )
+from migrate_fs.summary import count_by
 
 
 @pytest.fixture()
@@ -73,9 +74,9 @@ def test_other_checks_that_need_no_reading(export: Path, tmp_path: Path) -> None
 def test_steps_return_what_they_did(export: Path, tmp_path: Path) -> None:
     done, planned, written = pipeline.run([export], out=tmp_path / "out", run="r",
                                           manifests=tmp_path / "m")
-    assert done.objects == 3 and done.table.num_rows == 3
-    actions = planned.table.column("action").to_pylist()
-    assert sorted(actions) == ["migrate", "migrate", "skip_duplicate"]
+    assert done.objects == 3 and done.tally.objects == 3
+    assert dict(count_by(planned.tally, ["action"])) == {("migrate",): 2,
+                                                         ("skip_duplicate",): 1}
     # the two copies of MR_small collide by UID: both are hashed, and the call says so
     assert planned.hashed is not None and planned.hashed["objects"] == 2
     assert planned.hashed["bytes_read"] >= 2 * 64 * 64 * 2  # both copies' pixel data, at least

@@ -36,9 +36,9 @@ def report(done: StepDone, args: argparse.Namespace) -> None:
     from migrate_fs import manifest
     from migrate_fs.summary import table_text, totals
 
-    size = sum(done.table.column("size").to_pylist())
-    print(f"inventory: {totals(done.table)} in {done.seconds:.1f} s; read "
+    size = done.tally.total("size")
+    print(f"inventory: {totals(done.tally)} in {done.seconds:.1f} s; read "
           f"{done.bytes_read / 1e6:.1f} MB ({100 * done.bytes_read / max(size, 1):.1f}% of the "
           "export)")
-    print(table_text(done.table, ["kind"]))
+    print(table_text(done.tally, ["kind"]))
     print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'inventory')}\n")

@@ -9,9 +9,8 @@ from migrate_fs.cli import common
 from migrate_fs.config import remedy
 
 if TYPE_CHECKING:  # the step and its tables are imported when the verb runs, not at start-up
-    import pyarrow as pa
-
     from migrate_fs.pipeline import PlanDone
+    from migrate_fs.summary import Tally
 
 HELP = "decide what happens to every object; print the report"
 
@@ -29,13 +28,13 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def blocking_remedies(table: pa.Table) -> list[tuple[str, str]]:
+def blocking_remedies(tally: Tally) -> list[tuple[str, str]]:
     """(reason, the configuration line that would change it) for the quarantine reasons of
     the plan that a setting can change."""
-    import pyarrow.compute as pc
+    from migrate_fs.summary import count_by
 
-    quarantined = table.filter(pc.equal(table.column("action"), "quarantine"))
-    reasons = sorted(set(quarantined.column("reason").to_pylist()) - {None})
+    reasons = sorted({reason for (action, reason), _ in count_by(tally, ["action", "reason"])
+                      if action == "quarantine" and reason is not None})
     return [(code, line) for code in reasons if (line := remedy(code)) is not None]
 
 
@@ -44,16 +43,16 @@ def report(done: PlanDone, args: argparse.Namespace) -> None:
     from migrate_fs.summary import problem_counts, table_text, totals
 
     hashed = done.hashed or {"objects": 0, "bytes_read": 0}
-    print(f"plan: {totals(done.table)}")
+    print(f"plan: {totals(done.tally)}")
     print(f"content hashes: {hashed['objects']} objects (their UID or pixel signature collides), "
           f"{hashed['bytes_read'] / 1e6:.1f} MB read; {hashed.get('decoded', 0)} objects decoded "
           "to prove variants")
-    print(table_text(done.table, ["action", "reason"]))
-    remedies = blocking_remedies(done.table)
+    print(table_text(done.tally, ["action", "reason"]))
+    remedies = blocking_remedies(done.tally)
     if remedies:
         print("to migrate them instead (a rules.toml line; `migrate-fs rules --defaults`):")
         print("\n".join(f"  {code}: {line}" for code, line in remedies))
-    problems = problem_counts(done.table)
+    problems = problem_counts(done.tally)
     if problems:
         print("problems found (objects per code, including those fixed or only recorded):")
         print(problems)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from migrate_fs.cli import common
@@ -34,11 +33,10 @@ def failed(done: StepDone) -> int:
     """Exit code 3 (and a line saying what to do) when objects failed to be written."""
     if not done.failed:
         return 0
-    import pyarrow.compute as pc
+    from migrate_fs.summary import count_by
 
-    failures = done.table.filter(pc.equal(done.table.column("status"), "failed"))
-    reasons = ", ".join(f"{n} {r}" for r, n in sorted(
-        Counter(failures.column("reason").to_pylist()).items(), key=lambda x: -x[1]))
+    reasons = ", ".join(f"{n} {reason}" for (status, reason), n in
+                        count_by(done.tally, ["status", "reason"]) if status == "failed")
     print(f"migrate-fs: {done.failed} objects failed to be written ({reasons}); fix the cause "
           "(disk space, permissions, a source that changed) and run the same command again: "
           "failed objects are retried", file=sys.stderr)
@@ -49,9 +47,9 @@ def report(done: StepDone, args: argparse.Namespace) -> None:
     from migrate_fs import manifest
     from migrate_fs.summary import table_text, totals
 
-    print(f"write: {totals(done.table)}; {done.bytes_written / 1e6:.1f} MB written now in "
+    print(f"write: {totals(done.tally)}; {done.bytes_written / 1e6:.1f} MB written now in "
           f"{done.seconds:.1f} s" + (f"; {done.repaired} missing or damaged outputs written "
                                      "again" if done.repaired else ""))
-    print(table_text(done.table, ["action", "status", "reason"]))
+    print(table_text(done.tally, ["action", "status", "reason"]))
     print(f"output: {args.out.resolve()}")
     print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'result')}")
