@@ -1,10 +1,11 @@
 """manifest: the Parquet audit trail of a run, one dataset per stage.
 
 ``<manifests>/<run>/inventory``, ``.../plan`` and ``.../result`` each hold part files written by
-independent workers; ``pandas.read_parquet(folder)`` reads one as a single table. Every source
-object has exactly one row per stage, joined by ``object_id``. Parts are written under a
-dot-prefixed temporary name and renamed when complete, so a reader never sees half a part.
-The columns are documented in ``manifests/SCHEMA.md``.
+independent workers; ``pandas.read_parquet(folder)`` reads one as a single table, and a step
+reads it one part at a time (:func:`iter_stage`). Every source object has exactly one row per
+stage, joined by ``object_id``. Parts are written under a dot-prefixed temporary name and
+renamed when complete, so a reader never sees half a part. The columns are documented in
+``manifests/SCHEMA.md``.
 """
 
 from __future__ import annotations
@@ -194,24 +195,61 @@ def remove_parts(folder: Path, names: Iterable[str]) -> None:
         (folder / f"{name}.parquet").unlink(missing_ok=True)
 
 
-def read_stage(manifests: str | Path, run: str, stage: str,
-               columns: list[str] | None = None) -> pa.Table:
-    """One stage of a run as a single table, read with the current schema.
-
-    Columns that older parts lack are filled with nulls (reading with the first part's schema
-    would silently drop columns added later). Parts are read one by one with ParquetFile: the
-    dataset API would import pandas into every process that reads a manifest.
-    """
+def stage_parts(manifests: str | Path, run: str, stage: str) -> list[str]:
+    """The names of a stage's complete parts in sorted order (the order every reader reads
+    them in); :class:`StageMissing` when the stage has none."""
     folder = stage_dir(manifests, run, stage)
     names = sorted(part_names(folder))
     if not names:
         raise StageMissing(f"no {stage} manifest for run {run!r} in {folder}; "
-                          f"run the {stage if stage != 'result' else 'write'} step first")
-    return pa.concat_tables(read_part(folder, name, stage, columns) for name in names)
+                           f"run the {stage if stage != 'result' else 'write'} step first")
+    return names
+
+
+def iter_stage(manifests: str | Path, run: str, stage: str, columns: list[str] | None = None,
+               names: Iterable[str] | None = None) -> Iterator[tuple[str, pa.Table]]:
+    """``(part name, table)`` for each part of a stage in sorted part-name order (only the
+    parts ``names`` lists, when given), each read with the current schema (see
+    :func:`read_part`): one part in memory at a time, whatever the size of the run.
+
+    Raises :class:`StageMissing` at the call, not at the first part, when the stage has none.
+    """
+    folder = stage_dir(manifests, run, stage)
+    found = stage_parts(manifests, run, stage)
+    chosen = found if names is None else sorted(set(names))
+    return ((name, read_part(folder, name, stage, columns)) for name in chosen)
+
+
+def stage_rows(manifests: str | Path, run: str, stage: str,
+               names: Iterable[str] | None = None) -> int:
+    """The number of rows of a stage (or of the parts ``names``), from the part files'
+    Parquet metadata: no column is read."""
+    folder = stage_dir(manifests, run, stage)
+    chosen = stage_parts(manifests, run, stage) if names is None else names
+    return sum(part_rows(folder, name) for name in chosen)
+
+
+def part_rows(folder: Path, name: str) -> int:
+    """The number of rows of one part, from its Parquet metadata."""
+    return int(pq.read_metadata(folder / f"{name}.parquet").num_rows)
+
+
+def read_stage(manifests: str | Path, run: str, stage: str,
+               columns: list[str] | None = None) -> pa.Table:
+    """One stage of a run as a single table, read with the current schema.
+
+    Whole-run: it holds every row of the stage in memory, so it is for small runs, tests and
+    a user's own look at a manifest; the steps read their stages part by part
+    (:func:`iter_stage`, :func:`stage_rows`).
+    """
+    return pa.concat_tables(table for _, table in iter_stage(manifests, run, stage, columns))
 
 
 def read_part(folder: Path, name: str, stage: str, columns: list[str] | None = None) -> pa.Table:
-    """One part file, with the current schema (see :func:`read_stage`)."""
+    """One part file, read with the current schema of ``stage``, explicitly: columns that
+    older parts lack are filled with nulls (reading with the part's own schema would silently
+    drop columns added later). Parts are read with ParquetFile: the dataset API would import
+    pandas into every process that reads a manifest."""
     schema = SCHEMAS[stage]
     fields = [schema.field(c) for c in (columns or schema.names)]
     part = pq.ParquetFile(folder / f"{name}.parquet")

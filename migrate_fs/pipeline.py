@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +40,7 @@ from migrate_fs.execution import (
 )
 from migrate_fs.inventory import inventory_members, inventory_row
 from migrate_fs.sources import SourceObject, distinct_roots, iter_sources
-from migrate_fs.summary import Tally
+from migrate_fs.summary import Tally, count_by
 from migrate_fs.writer import TEMPORARY_SUFFIX, execute, execute_members
 
 INVENTORY_BATCH = 1024
@@ -66,6 +67,7 @@ class PlanDone(StepDone):
     orphans: Path | None = None  # corrections rows that match no object, when there are any
     orphan_count: int = 0
     hashed: dict[str, int] | None = None  # content hashes: objects hashed, bytes read
+    folder: Path | None = None  # where the plan was written (the run's, or a trial's)
 
 
 # --- run-level checks: none of them reads an object ---------------------------------------
@@ -124,9 +126,9 @@ def _recorded_sources(manifests: str | Path, run: str) -> list[str]:
     return list(manifest.read_run_info(manifests, run).get("sources", []))
 
 
-def _check_rows(stage: pa.Table, expected: int, what: str) -> None:
-    if stage.num_rows != expected:
-        raise IncompleteStage(f"the {what} manifest holds {stage.num_rows} rows for {expected} "
+def _check_rows(rows: int, expected: int, what: str) -> None:
+    if rows != expected:
+        raise IncompleteStage(f"the {what} manifest holds {rows} rows for {expected} "
                               "objects: run the same command again to redo the missing parts")
 
 
@@ -154,13 +156,15 @@ def _file_key(paths: list[str]) -> str:
 
 
 def _found_archives(manifests: str | Path, run: str) -> list[list[str]]:
+    """The archives the walk found (their inventory rows' locators), read part by part."""
     folder = manifest.stage_dir(manifests, run, "inventory")
     if not manifest.part_names(folder):
         return []
-    found = manifest.read_stage(manifests, run, "inventory", ["locator", "kind"])
-    kinds = found.column("kind").to_pylist()
-    return [[loc] for loc, kind in zip(found.column("locator").to_pylist(), kinds, strict=True)
-            if kind == "archive"]
+    found: list[list[str]] = []
+    for _, part in manifest.iter_stage(manifests, run, "inventory", ["kind", "locator"]):
+        archives = part.filter(pc.equal(part.column("kind"), "archive"))
+        found.extend([locator] for locator in archives.column("locator").to_pylist())
+    return found
 
 
 def _load(config: Config | str | Path | None) -> Config:
@@ -200,36 +204,46 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
                           suffix),
             functools.partial(_inventory_rows, decode_check=decode, decoder=decoder),
             folder, "inventory", workers=workers, bar=bar))
-        archives = _found_archives(manifests, run) + sets
-        streams = [(paths, _file_key(paths) + ("" if decode == "none" else decode[0]), None)
-                   for paths in archives]
+        streams: dict[str, tuple[list[str], str, None]] = {}
+        for paths in _found_archives(manifests, run) + sets:  # a dump found and named: once
+            key = _file_key(paths) + ("" if decode == "none" else decode[0])
+            streams.setdefault(key, (paths, key, None))
         outcome.add(run_streams(
-            streams, functools.partial(_inventory_stream, decode_check=decode, decoder=decoder),
+            streams.values(),
+            functools.partial(_inventory_stream, decode_check=decode, decoder=decoder),
             folder, "inventory", workers=workers, bar=bar))
     seconds = time.perf_counter() - start
-    table = manifest.read_stage(manifests, run, "inventory", ["kind", "size"])
-    _check_rows(table, outcome.objects, "inventory")
+    tally = _stage_tally(manifests, run, "inventory", ["kind", "size"])
+    _check_rows(tally.objects, outcome.objects, "inventory")
     manifest.write_run_info(manifests, run,
                             sources=[os.path.abspath(s) for s in roots]
                             + [v for vs in sets for v in vs],
                             covered_sources=[{"source": a, "inside": b} for a, b in covered],
                             inventory={"objects": outcome.objects,
                                        "bytes_read": outcome.bytes_read, "seconds": seconds,
-                                       "export_bytes": pc.sum(table.column("size")).as_py() or 0})
-    tally = Tally()
-    tally.add(table)
+                                       "export_bytes": tally.total("size")})
     return StepDone(tally, outcome.objects, seconds, outcome.bytes_read)
+
+
+def _stage_tally(manifests: str | Path, run: str, stage: str, columns: list[str]) -> Tally:
+    """The counts of a stage (its rows: ``objects``), counted part by part."""
+    tally = Tally()
+    for _, part in manifest.iter_stage(manifests, run, stage, columns):
+        tally.add(part)
+    return tally
 
 
 # --- plan ----------------------------------------------------------------------------------
 
 def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
-         config: Config | str | Path | None = None,
-         corrections: str | Path | None = None) -> PlanDone:
+         config: Config | str | Path | None = None, corrections: str | Path | None = None,
+         workers: int = 1, buckets: int | None = None, trial: str | None = None) -> PlanDone:
     """Decide for the whole run and write the plan, one part per inventory part.
 
-    Only the columns the decisions need are held for the whole run; each part is then read in
-    full, joined with its decisions and written.
+    Row-local decisions run per group of inventory parts, whole-run ones per hash bucket of
+    their key (``buckets``: default one per million objects), on ``workers`` processes; no
+    process holds a column of the whole run. ``trial`` names a trial plan, written next to the
+    run's own (``<run>/trials/<trial>/plan``) and never executed by ``write``.
     """
     start = time.perf_counter()
     check_run(manifests, run, _recorded_sources(manifests, run), recorded=True)
@@ -240,9 +254,11 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
     with manifest.run_lock(manifests, run, "migrate-fs plan"):
         from migrate_fs.planning import plan_run
 
-        done = plan_run(run, manifests, settings, table, corrections)
+        done = plan_run(run, manifests, settings, table, corrections, workers=workers,
+                        buckets=buckets, trial=trial)
     return PlanDone(done.tally, done.tally.objects, time.perf_counter() - start,
-                    orphans=done.orphans, orphan_count=done.orphan_count, hashed=done.hashed)
+                    orphans=done.orphans, orphan_count=done.orphan_count, hashed=done.hashed,
+                    folder=done.folder)
 
 
 # --- write ---------------------------------------------------------------------------------
@@ -251,39 +267,111 @@ def _write_rows(rows: list[dict[str, Any]], out: Path, fsync: bool) -> list[dict
     return [execute(row, out, fsync=fsync) for row in rows]
 
 
-def _write_stream(paths: list[str], rows: pa.Table, out: Path,
-                  fsync: bool) -> Iterator[dict[str, Any]]:
-    return execute_members(paths, table_rows(rows, STREAM_CHUNK), out, fsync=fsync)
-
-
 STREAM_CHUNK = 1024
+# what the main process reads of a dump's plan parts: the stream key, the order, the dump
+_STREAM_COLUMNS = ["object_id", "action", "output_path", "member_offset", "archive",
+                   "archive_volumes"]
+
+
+@dataclass(frozen=True)
+class _PlanStream:
+    """One dump's share of the plan, as its worker gets it: the plan folder and the names of
+    the dump's plan parts in index order. The worker reads the rows itself, a part at a time
+    (a dump of a million members is never one table, nor sent to a worker)."""
+
+    folder: Path
+    parts: tuple[str, ...]
+    ordered: bool = True  # the parts' rows are in member order (the inventory's order)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        if self.ordered:
+            for name in self.parts:
+                yield from table_rows(manifest.read_part(self.folder, name, "plan"),
+                                      STREAM_CHUNK)
+            return
+        whole = pa.concat_tables(manifest.read_part(self.folder, name, "plan")
+                                 for name in self.parts)  # one dump, never the run
+        yield from table_rows(whole.sort_by("member_offset"), STREAM_CHUNK)
+
+
+def _write_stream(paths: list[str], stream: _PlanStream, out: Path,
+                  fsync: bool) -> Iterator[dict[str, Any]]:
+    return execute_members(paths, stream.rows(), out, fsync=fsync)
 
 
 def _plan_identity(row: dict[str, Any]) -> tuple[str, str, str | None]:
     return row["object_id"], row["action"], row["output_path"]
 
 
-def _by_archive(members: pa.Table) -> dict[tuple[str, ...], pa.Table]:
-    """Each dump's planned rows as an Arrow table in member order (compact; its worker turns
-    them into dicts a chunk at a time)."""
-    by_archive: dict[tuple[str, ...], pa.Table] = {}
-    if not members.num_rows:
-        return by_archive
-    members = members.sort_by([("archive", "ascending"), ("member_offset", "ascending")])
-    volumes = members.column("archive_volumes").to_pylist()
-    keys = [tuple(v) if v else (a,) for v, a in
-            zip(volumes, members.column("archive").to_pylist(), strict=True)]
-    start = 0
-    for end in range(1, len(keys) + 1):
-        if end == len(keys) or keys[end] != keys[start]:
-            by_archive[keys[start]] = members.slice(start, end - start)
-            start = end
-    return by_archive
+def _is_stream_part(name: str) -> bool:
+    """Whether a plan part holds members of a dump (``a<key>-NNNNNN``, one inventory stream's
+    part) rather than a batch of files (``part-NNNNNN-<hash>``)."""
+    return not name.startswith("part-")
 
 
-def _rows_key(rows: pa.Table) -> str:
-    ids = rows.select(["object_id", "action", "output_path"])
-    return part_key(zip(*(ids.column(c).to_pylist() for c in ids.column_names), strict=True))
+def _file_rows(folder: Path, names: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The planned rows of files (not archive members), one part's rows at a time, in part
+    order: the order of the whole-run table earlier releases batched, so the batches (and their
+    result parts' names) are the same."""
+    for name in names:
+        part = manifest.read_part(folder, name, "plan")
+        yield from table_rows(part.filter(pc.is_null(part.column("archive"))))
+
+
+def _plan_streams(folder: Path, names: Iterable[str]) -> Iterator[tuple[list[str], str,
+                                                                          _PlanStream]]:
+    """``(paths, key, stream)`` for each dump: its plan parts grouped by inventory stream, the
+    stream key hashing the rows' identities in member order (as :func:`_rows_key` always
+    did), read part by part, a few columns only."""
+    by_stream: dict[str, list[str]] = {}
+    for name in sorted(names):
+        by_stream.setdefault(name[1:].split("-")[0], []).append(name)
+    for parts in by_stream.values():
+        scan = _StreamScan(folder, parts)
+        key = _rows_key(scan.parts())
+        if not scan.ordered:  # never from the inventory: the rows are sorted, one dump only
+            whole = pa.concat_tables(scan.parts()).sort_by("member_offset")
+            key = _rows_key([whole])
+        if scan.paths:
+            yield scan.paths, key, _PlanStream(folder, tuple(parts), scan.ordered)
+
+
+class _StreamScan:
+    """A pass over one dump's plan parts (a few columns): its paths, and whether its rows are
+    in member order."""
+
+    def __init__(self, folder: Path, names: list[str]) -> None:
+        self.folder, self.names = folder, names
+        self.paths: list[str] = []
+        self.ordered = True
+
+    def parts(self) -> Iterator[pa.Table]:
+        last = -1
+        for name in self.names:
+            part = manifest.read_part(self.folder, name, "plan", _STREAM_COLUMNS)
+            if not part.num_rows:
+                continue
+            if not self.paths:
+                volumes, archive = part.column("archive_volumes")[0].as_py(), \
+                    part.column("archive")[0].as_py()
+                self.paths = list(volumes) if volumes else [archive]
+            same = pc.fill_null(pc.equal(part.column("archive"), self.paths[0]), False)
+            if not pc.all(same).as_py():
+                raise IncompleteStage(f"plan part {name} holds rows of more than one archive "
+                                      "(or of files): run inventory and plan again")
+            offsets = part.column("member_offset").to_pylist()
+            self.ordered = self.ordered and all(
+                a <= b for a, b in itertools.pairwise([last, *offsets]))
+            last = offsets[-1]
+            yield part
+
+
+def _rows_key(parts: Iterable[pa.Table]) -> str:
+    """The stream key of a dump's rows (given in member order, in any number of tables): a
+    hash of their (object_id, action, output_path)."""
+    return part_key(itertools.chain.from_iterable(
+        zip(*(part.column(c).to_pylist() for c in ("object_id", "action", "output_path")),
+            strict=True) for part in parts))
 
 
 def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFESTS,
@@ -298,40 +386,39 @@ def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFEST
 
 def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: bool,
            fsync: bool, start: float) -> StepDone:
-    planned = manifest.read_stage(manifests, run, "plan")
+    """The plan is read part by part, never as one table: file rows stream into the batches,
+    each dump's worker reads its own plan parts, the result is counted part by part."""
+    names = manifest.stage_parts(manifests, run, "plan")
+    plan_folder = manifest.stage_dir(manifests, run, "plan")
+    planned = manifest.stage_rows(manifests, run, "plan", names)
     running = manifest.run_dir(manifests, run) / ".write.running"
     swept = sweep_outputs(target) if running.exists() else 0  # the last write did not finish
     running.touch()
     manifest.sweep_temporary(manifest.stage_dir(manifests, run, "result"))
     intact = _Intact(target)
-    in_archive = pc.is_valid(planned.column("archive"))
-    files = planned.filter(pc.invert(in_archive))
-    by_archive = _by_archive(planned.filter(in_archive))
     folder = manifest.stage_dir(manifests, run, "result")
     outcome = Outcome()
-    with progress("write", quiet, planned.num_rows) as bar:
-        batches = batched(table_rows(files), WRITE_BATCH, lambda r: r["size"] or 0,
-                          WRITE_BATCH_BYTES)
+    with progress("write", quiet, planned) as bar:
+        batches = batched(_file_rows(plan_folder, [n for n in names if not _is_stream_part(n)]),
+                          WRITE_BATCH, lambda r: r["size"] or 0, WRITE_BATCH_BYTES)
         outcome.add(run_batches(
             named_batches(batches, _plan_identity),
             functools.partial(_write_rows, out=target, fsync=fsync),
             folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact))
-        streams = [(list(paths), _rows_key(rows), rows) for paths, rows in by_archive.items()]
         outcome.add(run_streams(
-            streams, functools.partial(_write_stream, out=target, fsync=fsync),
+            _plan_streams(plan_folder, [n for n in names if _is_stream_part(n)]),
+            functools.partial(_write_stream, out=target, fsync=fsync),
             folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact))
     seconds = time.perf_counter() - start
-    result = manifest.read_stage(manifests, run, "result",
-                                 ["action", "reason", "status", "size", "output_size"])
-    _check_rows(result, planned.num_rows, "result")
-    failed = pc.sum(pc.equal(result.column("status"), "failed")).as_py() or 0
+    tally = _stage_tally(manifests, run, "result",
+                         ["action", "reason", "status", "size", "output_size"])
+    _check_rows(tally.objects, planned, "result")
+    failed = dict(count_by(tally, ["status"])).get(("failed",), 0)
     manifest.write_run_info(manifests, run, out=str(target), write={
         "objects": outcome.objects, "bytes_read": outcome.bytes_read,
         "bytes_written": outcome.total, "seconds": seconds, "failed": failed,
         "redone_for_missing_outputs": intact.missing, "temporary_files_swept": swept})
     running.unlink(missing_ok=True)
-    tally = Tally()
-    tally.add(result)
     return StepDone(tally, outcome.objects, seconds, outcome.bytes_read, outcome.total,
                     failed=failed, repaired=intact.missing)
 
@@ -409,7 +496,8 @@ def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = Non
         done = inventory(sources, run=name, manifests=manifests, volumes=volumes,
                          workers=workers, quiet=quiet, config=settings,
                          decode_check=decode_check)
-        planned = plan(run=name, manifests=manifests, config=settings, corrections=corrections)
+        planned = plan(run=name, manifests=manifests, config=settings, corrections=corrections,
+                       workers=workers)
         written = write(run=name, out=out, manifests=manifests, workers=workers, quiet=quiet,
                         fsync=fsync)
     return done, planned, written

@@ -5,6 +5,7 @@ Usage (``make bench`` runs the default)::
 
     python scripts/bench.py [--quick] [--repeat 3] [--only NAME...]
     python scripts/bench.py --only tar     # the tape-dump runs and the folder runs they match
+    python scripts/bench.py --only scale --scale-rows 1000000   # the plan at scale only
 
 What it does, all of it below ``bench/`` (git-ignored):
 
@@ -30,12 +31,31 @@ What it does, all of it below ``bench/`` (git-ignored):
    RSS of the largest single process; user and system CPU time) while a sampler polls
    ``/proc`` for the whole process tree.
 3. Separately: one ~1 GB multi-frame object (``migrate-fs run``, 2 workers, on the folder and
-   on a ``.tar.gz`` of it) and a synthetic 5,000,000-row inventory manifest
-   (``migrate-fs plan``; 500,000 rows with ``--quick``).
+   on a ``.tar.gz`` of it), and the scale rows (issue 14, "A plan for 10^8 objects"):
+   ``migrate-fs plan`` (``--workers 2`` when the plan has the option, detected from its
+   ``--help``) on a real inventory replicated to 1,000,000, 5,000,000 and 10,000,000 rows
+   (``--scale-rows``; 100,000 and 500,000 with ``--quick``), once each, measured up to
+   ``--scale-timeout`` (45 min: past the 15 min target, not killed at it). The real inventory is
+   ``migrate-fs inventory`` of 'tiny-headers' plus a folder of hard links to one file in 100
+   (exact second copies, as archives hold), cached in ``bench/data/<export>.scale-<key>``;
+   ``scripts/replicate_inventory.py`` repeats its rows with unique object ids, locators
+   (``/replica-NNNNNN/<path>``), Study/Series/SOP Instance UIDs, PatientIDs and
+   AccessionNumbers (in the ``elements`` column too), duplicates kept inside each copy, into
+   1,024-row parts of ``bench/manifests/scale-<rows>`` (cached until the base or the
+   replication changes; 10^7 rows: about 75 s and 1.9 GB). Only the first copy's files exist:
+   the content hashes of colliding rows of the other copies fail as ``unreadable_source``, a
+   quick failed open (their decision is still made). Each plan's rows are counted from the
+   Parquet footers of ``<run>/plan`` (every row decided), then the plan folder is deleted.
 4. Prints the machine, a Markdown table per export (wall seconds, CPU ms per object: user +
    system CPU seconds of the whole process tree over the files the method covers, the median
-   over the timed runs; and the user/system split), the tar-versus-folder comparison and the
-   targets check (issue 13: measured value, threshold, met or not); writes
+   over the timed runs; and the user/system split), the tar-versus-folder comparison, the scale
+   table (rows, wall s, CPU s and us per row, peak RSS of the largest process and of the tree,
+   rows decided, and a paper estimate for 10^8 objects on one 16-core node: CPU per row at the
+   largest size x 10^8 / 16, assuming linear time and I/O not the bound) and the targets check
+   (issues 13 and 14: measured value, threshold, met or not; among them the plan at 10^7 rows
+   within 3 GB for its largest process and 15 min, memory flat and time linear from the
+   smallest size to the largest, and the sampled main-process RSS of ``write`` and of the run
+   on the tar of 'tiny' under 200 MB and flat against 'images', 10x fewer objects); writes
    ``bench/results.md`` and ``bench/results.json`` (every repetition's raw numbers).
 
 A method that fails prints its error and the benchmark goes on. DCMTK and GDCM come from the
@@ -58,7 +78,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -105,7 +127,14 @@ GDCM_TAGS = (  # the identification and ordering set (issue 13 measured gdcmscan
     "0002,0010", "0008,0005",  # TransferSyntaxUID, SpecificCharacterSet
 )
 RUN_NAME = "bench"
-SCALE_RUN = "scale5m"
+LEGACY_SCALE_RUN = "scale5m"  # the made-up 5M-row inventory of earlier versions: removed
+SCALE_EXPORT = "tiny-headers"  # the real inventory the scale rows replicate
+SCALE_DUPLICATE_EVERY = 100  # one file in 100 is there twice (a hard link) in the scale base
+SCALE_WORKERS = 2  # migrate-fs plan --workers, when the plan has the option
+SCALE_ROWS = (1_000_000, 5_000_000, 10_000_000)
+SCALE_ROWS_QUICK = (100_000, 500_000)
+SCALE_DISK_FACTOR = 2.7  # replica + plan bytes over the base inventory's, per row (measured)
+SCALE_TIMEOUT = 2700.0  # the plan at 10^7 rows is measured up to 45 min, not killed at 15
 SAMPLE_SECONDS = 0.2
 MEMORY_LIMIT_SHARE = 0.85  # a command whose process tree exceeds this share of RAM is killed
 BUSY_SHARE = 0.15  # CPU share used by other processes above which a run counts as disturbed
@@ -124,8 +153,16 @@ TARGET_PROCESS_RSS_MB = 300  # peak RSS of any one migrate-fs process (main or w
 # Kept from issue #3. The plan targets are this benchmark's assumption: the issue names none.
 TARGET_INVENTORY_READ_SHARE = 0.05  # inventory bytes read <= 5% of the 'images' export
 MULTIFRAME_RSS_SLACK = 0.10  # multi-frame peak RSS may exceed the 'images' run by 10% of its size
-PLAN_TARGET_SECONDS = 60.0
-PLAN_TARGET_RSS_MB = 2048.0
+# Issue 14 ("A plan for 10^8 objects"): the plan at 10^7 rows on 2 cores, and write's main.
+PLAN_TARGET_ROWS = 10_000_000
+PLAN_TARGET_SECONDS = 900.0  # wall time at PLAN_TARGET_ROWS
+PLAN_TARGET_RSS_MB = 3072.0  # peak RSS of the largest process at PLAN_TARGET_ROWS
+PLAN_FLAT_RATIO = 1.5  # "memory flat": peak RSS at the largest size / at the smallest
+PLAN_LINEAR_RATIO = 1.5  # "time linear": wall seconds per row, largest size / smallest
+PAPER_ROWS = 10**8  # the paper estimate: this many rows ...
+PAPER_CORES = 16  # ... on one node of this many cores
+TARGET_WRITE_MAIN_RSS_MB = 200.0  # write's main process on 'tiny' and on its tar (was 263, 330)
+WRITE_FLAT_RATIO = 1.15  # "flat": main RSS on 'tiny' (20,000) / on 'images' (2,000); assumed
 
 JPEG_LOSSLESS_NOTE = (
     "pydicom {version} has no JPEG Lossless (Process 14) encoder, so the exports hold RLE "
@@ -1063,171 +1100,169 @@ def naive_main(argv: Sequence[str]) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- 5M-row plan
+# --------------------------------------------------------------------------- scale: the plan
 
 
-def write_synthetic_inventory(folder: Path, rows: int, part_rows: int, seed: int = 0) -> int:
-    """Write ``rows`` realistic inventory rows as Parquet parts; returns the part count."""
+@functools.cache
+def replication() -> Any:
+    """scripts/replicate_inventory.py as a module (this file may be loaded by path)."""
+    path = ROOT / "scripts" / "replicate_inventory.py"
+    spec = importlib.util.spec_from_file_location("replicate_inventory", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def scale_base(export: Export) -> tuple[Path, str]:
+    """The real inventory the scale rows replicate, built once: (its run folder, its key).
+
+    ``migrate-fs inventory`` (2 workers) of the export and of a folder of second copies: hard
+    links to every :data:`SCALE_DUPLICATE_EVERY`-th file of the export (over 1 KB, path order),
+    as an archive that holds some objects twice does; so the plan finds exact duplicates (same
+    SOPInstanceUID, same content) in every copy of the replica. Cached in
+    ``bench/data/<export>.scale-<key>``, the key covering the export's hash, the replication
+    version, the manifest schema version and the duplicate share.
+    """
+    import migrate_fs.manifest as manifest
+
+    rep = replication()
+    key = hashlib.sha256(json.dumps([export.spec.key, rep.VERSION, manifest.SCHEMA_VERSION,
+                                     SCALE_DUPLICATE_EVERY]).encode()).hexdigest()[:12]
+    folder = DATA_DIR / f"{export.path.name}.scale-{key}"
+    run = folder / "manifests" / "base"
+    if (run / "run.json").is_file():
+        return run, key
+    shutil.rmtree(folder, ignore_errors=True)
+    second = folder / "second-copy"  # where it stays: the locators name it
+    files = [p for p in all_files(export.path) if p.stat().st_size > 1024]
+    for path in files[::SCALE_DUPLICATE_EVERY]:
+        target = second / path.relative_to(export.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    tmp = folder / ".tmp-manifests"
+    argv = migrate_fs_argv("inventory", str(export.path), str(second), "--run", "base",
+                           "--manifests", str(tmp), "--workers", "2", "--quiet")
+    print(f"scale: inventory of {export.spec.name} and {len(files[::SCALE_DUPLICATE_EVERY])} "
+          f"second copies into {rel(folder)} ...", flush=True)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"inventory of the scale base failed ({done.returncode}): "
+                           f"{done.stderr.strip()[-400:]}")
+    os.replace(tmp, folder / "manifests")
+    return run, key
+
+
+def plan_has_workers() -> bool:
+    """True when ``migrate-fs plan`` takes ``--workers`` (the plan that runs per part)."""
+    done = subprocess.run(migrate_fs_argv("plan", "--help"), capture_output=True, text=True,
+                          check=False)
+    return "--workers" in done.stdout
+
+
+def plan_rows(folder: Path) -> int:
+    """Rows of every complete part of a plan folder, from the Parquet footers."""
     import pyarrow.parquet as pq
 
-    from migrate_fs.manifest import SCHEMAS
-
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    parts = 0
-    for parts, start in enumerate(range(0, rows, part_rows), start=1):
-        table = synthetic_inventory_part(start, min(part_rows, rows - start), seed,
-                                         SCHEMAS["inventory"])
-        pq.write_table(table, folder / f"part-{parts - 1:06d}.parquet")
-    return parts
+    if not folder.is_dir():
+        return 0
+    return sum(pq.read_metadata(p).num_rows for p in folder.glob("*.parquet")
+               if not p.name.startswith("."))
 
 
-def synthetic_inventory_part(start: int, n: int, seed: int, schema: Any) -> Any:
-    """Inventory rows ``start .. start+n``: 10 objects a study, 10 studies a patient.
-
-    About 1% of the rows repeat the SOP Instance UID (and patient, study, series) of the object
-    seven rows earlier, as a second copy in the export would; about 2% are not DICOM, 0.5%
-    truncated, 0.3% empty files and 5% raw datasets (a warning, not blocking).
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    rng = np.random.default_rng([seed, start])
-    index = np.arange(start, start + n, dtype=np.int64)
-    draw = rng.random(n)
-    duplicate = (rng.random(n) < 0.01) & (index >= 7)
-    obj = np.where(duplicate, index - 7, index)
-    not_dicom, truncated = draw < 0.02, (draw >= 0.02) & (draw < 0.025)
-    empty, raw = (draw >= 0.025) & (draw < 0.028), (draw >= 0.028) & (draw < 0.078)
-    unparsed = not_dicom | empty
-    study, patient = obj // 10, obj // 100
-    series = study * 3 + (obj % 10) // 4
-    modality_index = study % 3
-
-    def text(values: np.ndarray, width: int = 0) -> pa.Array:
-        array = pa.array(values).cast(pa.string())
-        return pc.utf8_lpad(array, width, "0") if width else array
-
-    def join(*parts: Any) -> pa.Array:
-        return pc.binary_join_element_wise(*parts, "")
-
-    def pick(choices: Sequence[str | None], which: np.ndarray) -> pa.Array:
-        return pc.take(pa.array(choices, pa.string()), pa.array(which))
-
-    def unless(mask: np.ndarray, values: pa.Array) -> pa.Array:
-        return pc.if_else(pa.array(mask), pa.nulls(len(values), values.type), values)
-
-    uid = lambda root, values: unless(unparsed, join(root, text(values, 12)))  # noqa: E731
-    locator = join("/mnt/legacy/vol", text(index // 1_000_000, 2), "/", text(study, 7), "/",
-                   text(series % 3, 2), "/", text(index, 9))
-    sizes = np.where(empty, 0, np.choose(modality_index, [525_000, 132_000, 10_001_000]))
-    sizes = np.where(not_dicom, 4096, sizes + rng.integers(0, 1000, n))
-    pixel_length = np.where(unparsed, -1, np.choose(modality_index,
-                                                    [524_288, 131_072, 10_000_000]))
-    kind = np.where(not_dicom, 2, np.where(empty, 3, np.where(raw, 1, 0)))
-    columns = {
-        "object_id": hex_strings(rng.integers(0, 256, (n, 12), dtype=np.uint8)),
-        "locator": locator,
-        "source": join("/mnt/legacy/vol", text(index // 1_000_000, 2)),
-        "size": pa.array(sizes, pa.int64()),
-        "mtime_ns": pa.array(1_600_000_000_000_000_000 + index * 1_000_003, pa.int64()),
-        "kind": pick(["part10", "raw", "not_dicom", "empty"], kind),
-        "has_preamble": unless(unparsed, pa.array(~raw)),
-        "has_file_meta": unless(unparsed, pa.array(~raw)),
-        "transfer_syntax": unless(unparsed, pick(["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"],
-                                                 (obj % 7 == 3).astype(np.int64))),
-        "is_implicit_vr": unless(unparsed, pa.array(obj % 7 == 3)),
-        "is_little_endian": unless(unparsed, pa.array(np.ones(n, bool))),
-        "dataset_offset": unless(unparsed, pa.array(np.where(raw, 0, 344), pa.int64())),
-        "pixel_data_offset": unless(unparsed, pa.array(np.where(raw, 900, 1244), pa.int64())),
-        "pixel_data_length": unless(unparsed, pa.array(pixel_length, pa.int64())),
-        "pixel_data_encapsulated": unless(unparsed, pa.array(np.zeros(n, bool))),
-        "sop_class_uid": unless(unparsed, pick(["1.2.840.10008.5.1.4.1.1.2",
-                                                "1.2.840.10008.5.1.4.1.1.4",
-                                                "1.2.840.10008.5.1.4.1.1.1"], modality_index)),
-        "sop_instance_uid": uid("2.25.31415926535897932384626", obj),
-        "study_instance_uid": uid("2.25.27182818284590452353602", study),
-        "series_instance_uid": uid("2.25.14142135623730950488016", series),
-        "patient_id": unless(unparsed, join("P", text(patient, 7))),
-        "patient_name": unless(unparsed, join("PATIENT^", text(patient, 7))),
-        "patient_birth_date": unless(unparsed, join("19", text(30 + patient % 70, 2), "0101")),
-        "patient_sex": unless(unparsed, pick(["M", "F", "O"], patient % 3)),
-        "study_date": unless(unparsed, join("20", text(3 + study % 20, 2), "0615")),
-        "study_time": unless(unparsed, join(text(8 + study % 10, 2), "3000")),
-        "accession_number": unless(unparsed, join("A", text(study, 9))),
-        "study_description": unless(unparsed, pick(["CT CHEST", "MR BRAIN", "CR THORAX"],
-                                                   modality_index)),
-        "modality": unless(unparsed, pick(["CT", "MR", "CR"], modality_index)),
-        "series_number": unless(unparsed, text((obj % 10) // 4 + 1)),
-        "instance_number": unless(unparsed, text(obj % 10 % 4 + 1)),
-        "specific_character_set": unless(unparsed, pick([None, "ISO_IR 100"],
-                                                        (patient % 5 == 0).astype(np.int64))),
-        "problems": problems_column(not_dicom, truncated, empty, raw),
-    }
-    # Columns the schema has gained since (e.g. archive members) are null: plain files.
-    return pa.table({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema},
-                    schema=schema)
-
-
-def hex_strings(octets: Any) -> Any:
-    """A string array of the lowercase hex of each row of a (n, k) uint8 array."""
-    import numpy as np
-    import pyarrow as pa
-
-    n, width = octets.shape
-    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
-    chars = np.empty((n, width * 2), np.uint8)
-    chars[:, 0::2], chars[:, 1::2] = digits[octets >> 4], digits[octets & 15]
-    offsets = np.arange(0, (n + 1) * width * 2, width * 2, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()),
-                                       pa.py_buffer(chars.tobytes()))
-
-
-def problems_column(not_dicom: Any, truncated: Any, empty: Any, raw: Any) -> Any:
-    """The problems list column: one problem for flagged rows, an empty list otherwise."""
-    import numpy as np
-    import pyarrow as pa
-
-    from migrate_fs.manifest import PROBLEM
-
-    codes = np.select([not_dicom, truncated, empty, raw],
-                      ["not_dicom", "truncated", "empty_file", "missing_file_meta"], "")
-    messages = {"not_dicom": "no 'DICM' prefix and the bytes are not a DICOM dataset",
-                "truncated": "pixel data declares 524288 bytes, the file holds 262144",
-                "empty_file": "zero bytes",
-                "missing_file_meta": "raw dataset; detected Explicit VR Little Endian"}
-    has = codes != ""
-    flagged = codes[has]
-    values = pa.StructArray.from_arrays(
-        [pa.array(flagged, pa.string()), pa.array([messages[c] for c in flagged], pa.string())],
-        fields=list(PROBLEM))
-    offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(PROBLEM))
-
-
-def benchmark_plan(rows: int, part_rows: int, timeout: float) -> dict[str, Any]:
-    """Write a synthetic inventory of ``rows`` rows, then time ``migrate-fs plan`` on it."""
-    run_dir = MANIFESTS_DIR / SCALE_RUN
-    shutil.rmtree(run_dir, ignore_errors=True)
-    start = time.perf_counter()
-    parts = write_synthetic_inventory(run_dir / "inventory", rows, part_rows)
-    generated = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in (run_dir / "inventory").iterdir())
-    print(f"scale: {rows:,} inventory rows in {parts} parts ({size / MB:.0f} MB) written in "
-          f"{generated:.1f} s; timing migrate-fs plan ...", flush=True)
-    workdir = fresh_dir(TMP_DIR / "scale")
-    argv = migrate_fs_argv("plan", "--run", SCALE_RUN, "--manifests", str(MANIFESTS_DIR))
-    m = measure(argv, workdir, 1, timeout, cwd=ROOT)
-    m.details["stdout"] = (workdir / "stdout").read_text(errors="replace")[-3000:]
-    shutil.rmtree(workdir)
-    shutil.rmtree(run_dir / "plan", ignore_errors=True)  # the inventory stays for re-runs
-    status = "ok" if m.ok else f"FAILED: {m.error}"
-    print(f"  {'scale':<14} {'plan':<12} 1/1 {m.seconds:8.2f} s  peak RSS "
-          f"{fmt(m.peak_rss_mb, 0):>5} MB  tree {fmt(m.tree_rss_mb, 0):>5} MB  {status}",
+def benchmark_scale(export: Export, sizes: Sequence[int], part_rows: int,
+                    timeout: float) -> dict[str, Any]:
+    """``migrate-fs plan`` on the real inventory of ``export`` replicated to each of ``sizes``
+    rows (each replica cached in ``bench/manifests/scale-<rows>``)."""
+    rep = replication()
+    base_run, key = scale_base(export)
+    shutil.rmtree(MANIFESTS_DIR / LEGACY_SCALE_RUN, ignore_errors=True)  # the made-up rows
+    workers = plan_has_workers()
+    extra = ["--workers", str(SCALE_WORKERS)] if workers else []
+    base_rows = plan_rows(base_run / "inventory")
+    print(f"scale: base inventory {rel(base_run)} ({base_rows:,} rows); migrate-fs plan "
+          f"{'--workers ' + str(SCALE_WORKERS) if workers else '(no --workers option)'}",
           flush=True)
-    return {"rows": rows, "parts": parts, "inventory_mb": size / MB,
-            "generation_seconds": generated, "measurement": m}
+    row_bytes = sum(p.stat().st_size for p in (base_run / "inventory").iterdir()) / base_rows
+    runs = []
+    for rows in sizes:
+        run = f"scale-{rows}"
+        run_dir = MANIFESTS_DIR / run
+        need = rows * row_bytes * SCALE_DISK_FACTOR
+        if shutil.disk_usage(MANIFESTS_DIR.parent).free < need:
+            print(f"WARNING: {rows:,} rows need about {need / GB:.1f} GB (the replica and its "
+                  f"plan); less is free below {BENCH_DIR}", flush=True)
+        start = time.perf_counter()
+        made = rep.cached_replica(base_run, key, run_dir, rows, part_rows, progress=True)
+        size = sum(p.stat().st_size for p in (run_dir / "inventory").iterdir())
+        how = "cached" if made["cached"] else f"generated in {time.perf_counter() - start:.1f} s"
+        print(f"scale: {rows:,} rows in {made['parts']:,} parts ({size / MB:,.0f} MB), {how}; "
+              f"timing migrate-fs plan ...", flush=True)
+        shutil.rmtree(run_dir / "plan", ignore_errors=True)
+        workdir = fresh_dir(TMP_DIR / "scale")
+        os.sync()
+        argv = migrate_fs_argv("plan", "--run", run, "--manifests", str(MANIFESTS_DIR), *extra)
+        m = measure(argv, workdir, 1, timeout, cwd=ROOT)
+        m.details["stdout"] = (workdir / "stdout").read_text(errors="replace")[-3000:]
+        decided = plan_rows(run_dir / "plan")
+        shutil.rmtree(workdir)
+        shutil.rmtree(run_dir / "plan", ignore_errors=True)  # the inventory stays for re-runs
+        entry = ScaleRun(rows, made["parts"], size / MB, made["seconds"], bool(made["cached"]),
+                         decided, m)
+        runs.append(entry)
+        print(f"  {'scale':<14} {'plan':<12} {rows:>11,} {m.seconds:8.1f} s  CPU "
+              f"{fmt(entry.cpu_seconds, 1):>7} s  peak RSS {fmt(m.peak_rss_mb, 0):>6} MB  tree "
+              f"{fmt(m.tree_rss_mb, 0):>6} MB  decided {decided:,}  "
+              f"{'ok' if m.ok else 'FAILED: ' + str(m.error)}", flush=True)
+    return {"export": export.spec.name, "base": str(base_run), "base_rows": base_rows,
+            "workers": SCALE_WORKERS if workers else None, "runs": runs}
+
+
+@dataclass
+class ScaleRun:
+    """One timed plan on a replicated inventory."""
+
+    rows: int
+    parts: int
+    inventory_mb: float
+    generation_seconds: float  # when the replica was (last) generated
+    cached: bool
+    decided: int  # plan rows written
+    measurement: Measurement
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        d = self.measurement.details
+        return d["cpu_user_s"] + d["cpu_system_s"] if "cpu_user_s" in d else None
+
+    @property
+    def cpu_us_per_row(self) -> float | None:
+        cpu = self.cpu_seconds
+        return 1e6 * cpu / self.rows if cpu is not None and self.rows else None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        m = self.measurement
+        return m.peak_rss_mb or m.sampled_process_rss_mb
+
+    @property
+    def ok(self) -> bool:
+        return self.measurement.ok
+
+    @property
+    def all_decided(self) -> bool:
+        return self.ok and self.decided == self.rows
+
+
+def paper_estimate_seconds(run: ScaleRun) -> float | None:
+    """Wall seconds for :data:`PAPER_ROWS` on one :data:`PAPER_CORES`-core node, from the CPU
+    per row of ``run``: linear in rows, every core busy, I/O not the bound."""
+    cpu = run.cpu_us_per_row
+    return None if cpu is None or not run.ok else cpu * 1e-6 * PAPER_ROWS / PAPER_CORES
 
 
 # --------------------------------------------------------------------------- machine
@@ -1310,7 +1345,8 @@ def check_disk() -> None:
     free = shutil.disk_usage(BENCH_DIR).free
     if free < MIN_FREE_BYTES:
         print(f"WARNING: only {free / GB:.1f} GB free below {BENCH_DIR}; the benchmark needs "
-              f"about 5 GB (exports, one output at a time, the 5M-row manifests)", flush=True)
+              f"about 10 GB (exports, one output at a time, the replicated inventories of the "
+              f"scale rows: 3-4 GB at 1M + 5M + 10M rows, and the plan of one)", flush=True)
 
 
 def environment_notes() -> list[str]:
@@ -1536,7 +1572,7 @@ def naive_targets(results: Results) -> list[Target]:
 
 def check_targets(exports: dict[str, Export], results: Results,
                   scale: dict[str, Any] | None) -> list[Target]:
-    """Every target of issue 13 (and those kept from issue #3), met / not met / n/a."""
+    """Every target of issue 13 and 14 (and those kept from issue #3), met / not met / n/a."""
     def get(export: str, method: str) -> MethodResult | None:
         return results.get(export, {}).get(method)
 
@@ -1553,6 +1589,7 @@ def check_targets(exports: dict[str, Export], results: Results,
         read_target(exports.get("images"), get("images", "inventory")),
         rss_target(results),
         main_rss_target(results),
+        *write_main_targets(results),
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2"),
                           get("images", "run-2")),
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2-tgz"),
@@ -1615,19 +1652,78 @@ def multiframe_target(export: Export | None, multiframe: MethodResult | None,
 
 
 def plan_targets(scale: dict[str, Any] | None) -> list[Target]:
-    """Time and peak RSS of the plan on the synthetic inventory (assumed thresholds)."""
-    if not scale:
+    """Issue 14's plan targets on the replicated inventories: at 10^7 rows the largest process
+    within 3 GB, the wall time within 15 min and every row decided; memory flat and time linear
+    from the smallest size to the largest; and the paper estimate for 10^8 objects.
+
+    The absolute thresholds hold for :data:`PLAN_TARGET_ROWS` rows: on a smaller largest size
+    (``--quick``, ``--scale-rows``) they are shown and marked n/a.
+    """
+    runs: list[ScaleRun] = (scale or {}).get("runs") or []
+    if not runs:
         return [Target("plan on a large inventory", "n/a (not run)", "", None)]
-    m: Measurement = scale["measurement"]
-    name = f"plan on {scale['rows']:,} rows:"
-    if not m.ok:
-        return [Target(f"{name} time and memory", f"failed: {m.error}", "", False)]
-    rss = m.peak_rss_mb or m.sampled_process_rss_mb
-    return [Target(f"{name} time", f"{m.seconds:.1f} s", f"<= {PLAN_TARGET_SECONDS:.0f} s "
-                   "(assumed)", m.seconds <= PLAN_TARGET_SECONDS),
-            Target(f"{name} peak RSS", f"{fmt(rss, 0)} MB",
-                   f"<= {PLAN_TARGET_RSS_MB:.0f} MB (assumed)",
-                   None if rss is None else rss <= PLAN_TARGET_RSS_MB)]
+    largest, smallest = max(runs, key=lambda r: r.rows), min(runs, key=lambda r: r.rows)
+    name = f"plan on {largest.rows:,} rows:"
+    full = largest.rows >= PLAN_TARGET_ROWS
+    at = "" if full else f" at {PLAN_TARGET_ROWS:,} rows (n/a here)"
+
+    def judged(met: bool | None) -> bool | None:
+        return met if full else None
+
+    rss = largest.peak_rss_mb
+    m = largest.measurement
+    targets = [
+        Target(f"{name} wall time", f"{m.seconds:,.0f} s" + ("" if m.ok else f" ({m.error})"),
+               f"<= {PLAN_TARGET_SECONDS:.0f} s{at}",
+               judged(m.ok and m.seconds <= PLAN_TARGET_SECONDS)),
+        Target(f"{name} peak RSS of the largest process", f"{fmt(rss, 0)} MB",
+               f"<= {PLAN_TARGET_RSS_MB:.0f} MB{at}",
+               judged(None if rss is None else rss <= PLAN_TARGET_RSS_MB)),
+        Target("plan: every row decided (plan rows == inventory rows)",
+               ", ".join(f"{r.decided:,}/{r.rows:,}" for r in sorted(runs, key=lambda r: r.rows)),
+               "all", all(r.all_decided for r in runs)),
+    ]
+    if largest.rows > smallest.rows:
+        span = f"{smallest.rows:,} to {largest.rows:,} rows"
+        flat = ratio_target(f"plan memory flat from {span} (peak RSS, largest process)",
+                            largest.peak_rss_mb, smallest.peak_rss_mb, PLAN_FLAT_RATIO, "MB",
+                            at_most=True, digits=0)
+        if flat.met is not None:
+            flat.value += ": flat" if flat.met else ": not flat"
+        per_row = [r.measurement.seconds / r.rows if r.ok else None for r in (largest, smallest)]
+        linear = ratio_target(f"plan time linear from {span} (wall seconds per row)",
+                              None if per_row[0] is None else per_row[0] * 1e6,
+                              None if per_row[1] is None else per_row[1] * 1e6,
+                              PLAN_LINEAR_RATIO, "us/row", at_most=True, digits=1)
+        if linear.met is not None:
+            linear.value += ": linear" if linear.met else ": not linear"
+        targets += [flat, linear]
+    estimate = paper_estimate_seconds(largest)
+    targets.append(Target(
+        f"plan on 10^8 objects, one {PAPER_CORES}-core node (paper estimate)",
+        "n/a" if estimate is None else f"{estimate / 60:,.0f} min ({largest.cpu_us_per_row:.0f} "
+        f"us CPU/row at {largest.rows:,} rows x 10^8 / {PAPER_CORES} cores)",
+        "estimate: linear in rows, every core busy, I/O not the bound", None))
+    return targets
+
+
+def write_main_targets(results: Results) -> list[Target]:
+    """Issue 14: the main process of ``migrate-fs write`` (write-2, write alone) and of the run
+    on the plain tar of 'tiny' under 200 MB (sampled, the process GNU time runs), flat in the
+    number of objects: 'tiny' (about 20,000 objects) against 'images' (about 2,000)."""
+    targets = []
+    for method, what, before in (("write-2", "write", 263), ("run-2-tar", "run of the tar", 330)):
+        main = {name: sampled_peak(r, "sampled_main_rss_mb")
+                for name in ("tiny", "images") if (r := results.get(name, {}).get(method))}
+        tiny = main.get("tiny")
+        targets.append(Target(
+            f"main-process RSS of {what} ({method}) on 'tiny' (issue 14; was {before} MB)",
+            "n/a" if tiny is None else f"{tiny:.0f} MB", f"< {TARGET_WRITE_MAIN_RSS_MB:.0f} MB",
+            None if tiny is None else tiny < TARGET_WRITE_MAIN_RSS_MB))
+        targets.append(ratio_target(
+            f"main-process RSS of {what} ({method}) flat: 'tiny' vs 'images' (10x the objects)",
+            tiny, main.get("images"), WRITE_FLAT_RATIO, "MB", at_most=True, digits=0))
+    return targets
 
 
 def targets_table(targets: list[Target]) -> str:
@@ -1636,12 +1732,34 @@ def targets_table(targets: list[Target]) -> str:
 
 
 def scale_table(scale: dict[str, Any]) -> str:
-    m: Measurement = scale["measurement"]
-    rows = [[f"migrate-fs plan, {scale['rows']:,} rows in {scale['parts']} parts "
-             f"({scale['inventory_mb']:.0f} MB)", fmt(m.seconds, 1), fmt(m.peak_rss_mb, 0),
-             fmt(m.tree_rss_mb, 0), "ok" if m.ok else f"failed: {m.error}"]]
-    return "### scale: synthetic inventory\n\n" + markdown_table(
-        ["command", "seconds", "peak RSS MB", "tree RSS MB", "status"], rows)
+    """The plan on each replicated inventory, and the paper estimate for 10^8 objects."""
+    runs: list[ScaleRun] = sorted(scale["runs"], key=lambda r: r.rows)
+    rows = []
+    for r in runs:
+        m = r.measurement
+        rows.append([f"{r.rows:,}", f"{r.parts:,} ({r.inventory_mb:,.0f} MB)",
+                     fmt(m.seconds, 1), fmt(r.cpu_seconds, 1), fmt(r.cpu_us_per_row, 1),
+                     fmt(r.peak_rss_mb, 0), fmt(m.tree_rss_mb, 0),
+                     f"{r.decided:,}" + ("" if r.decided == r.rows else " (not all)"),
+                     fmt(r.generation_seconds, 0) + (" (cached)" if r.cached else ""),
+                     "ok" if m.ok else f"failed: {m.error}"])
+    if runs and (estimate := paper_estimate_seconds(runs[-1])) is not None:
+        rows.append([f"10^8 (paper, {PAPER_CORES} cores)", "", f"{estimate:,.0f}",
+                     f"{runs[-1].cpu_us_per_row * 1e-6 * PAPER_ROWS:,.0f}",
+                     fmt(runs[-1].cpu_us_per_row, 1), "", "", "", "",
+                     f"CPU/row at {runs[-1].rows:,} x 10^8 / {PAPER_CORES} cores: linear, I/O "
+                     "not the bound"])
+    workers = (f"`migrate-fs plan --workers {scale['workers']}`" if scale.get("workers")
+               else "`migrate-fs plan` (no --workers option)")
+    return (f"### scale: the plan on a real inventory replicated\n\n{workers} on the inventory "
+            f"of '{scale['export']}' ({scale['base_rows']:,} rows: the export and a second copy "
+            f"of one file in {SCALE_DUPLICATE_EVERY}) replicated to each size with unique UIDs, "
+            "IDs and locators (scripts/replicate_inventory.py; only the first copy's files "
+            "exist). 'CPU' is user + system of the whole process tree, 'peak RSS' the largest "
+            "single process, 'tree RSS' all processes together; 'decided' the plan rows "
+            "written (Parquet footers).\n\n" + markdown_table(
+                ["rows", "parts (size)", "wall s", "CPU s", "CPU us/row", "peak RSS MB",
+                 "tree RSS MB", "decided", "generated s", "status"], rows))
 
 
 def report(info: dict[str, str], exports: dict[str, Export],
@@ -1683,6 +1801,11 @@ def to_json(value: Any) -> Any:
                 "cpu_seconds_total": value.cpu_total_seconds,
                 "cpu_ms_per_object": value.cpu_ms_per_object,
                 "tree_rss_mb": value.tree_rss_mb}
+    if isinstance(value, ScaleRun):
+        return {**to_json(dataclasses.asdict(value)), "cpu_seconds": value.cpu_seconds,
+                "cpu_us_per_row": value.cpu_us_per_row, "peak_rss_mb": value.peak_rss_mb,
+                "all_decided": value.all_decided,
+                "paper_estimate_seconds": paper_estimate_seconds(value)}
     if isinstance(value, Target):
         return {**dataclasses.asdict(value), "status": value.status}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -1709,7 +1832,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     method_names = [m.name for m in methods()]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="about 10x smaller exports and 500,000 plan rows: a smoke run")
+                        help="about 10x smaller exports and 100,000 and 500,000 plan rows: a "
+                             "smoke run")
     parser.add_argument("--repeat", type=int, default=3, metavar="N",
                         help="repetitions per method; the median is reported (default: 3)")
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
@@ -1717,11 +1841,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"run only these parts ({', '.join(SECTIONS)}) and/or methods "
                              f"({', '.join(method_names)}); cp -r always runs; 'tar': the "
                              "tape-dump runs and the folder runs they are compared with")
-    parser.add_argument("--scale-rows", type=int, metavar="N",
-                        help="rows of the synthetic inventory (default: 5,000,000; "
-                             "500,000 with --quick)")
-    parser.add_argument("--scale-part-rows", type=int, default=250_000, metavar="N",
-                        help="rows per Parquet part of the synthetic inventory")
+    parser.add_argument("--scale-rows", type=row_counts, metavar="N,N,...",
+                        help="sizes of the replicated inventories the plan is timed on "
+                             "(default: 1000000,5000000,10000000; 100000,500000 with --quick; "
+                             "'1M' and '100k' are understood)")
+    parser.add_argument("--scale-part-rows", type=int, default=1024, metavar="N",
+                        help="rows per inventory part of the replicas (default: 1024, as "
+                             "migrate-fs inventory writes them)")
+    parser.add_argument("--scale-timeout", type=float, default=SCALE_TIMEOUT, metavar="S",
+                        help="kill a plan of the scale rows after S seconds (default: 2700: "
+                             "measured past the 15 min target, not killed at it)")
     parser.add_argument("--timeout", type=float, default=3600, metavar="S",
                         help="kill a command after S seconds (default: 3600)")
     parser.add_argument("--no-pretouch", dest="pretouch", action="store_false",
@@ -1730,8 +1859,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.scale_rows is None:
-        args.scale_rows = 500_000 if args.quick else 5_000_000
+        args.scale_rows = list(SCALE_ROWS_QUICK if args.quick else SCALE_ROWS)
     return args
+
+
+def row_counts(text: str) -> list[int]:
+    """``--scale-rows``: comma-separated row counts, each at least 1 ('1M', '100k', '1_000')."""
+    counts = []
+    for item in text.replace(" ", "").split(","):
+        scale = {"k": 10**3, "m": 10**6}.get(item[-1:].lower(), 1)
+        try:
+            count = int(float(item[:-1] if scale > 1 else item.replace("_", "")) * scale)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a row count: {item!r}") from None
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"a row count must be at least 1: {item!r}")
+        counts.append(count)
+    return sorted(set(counts))
 
 
 def selection(only: list[str]) -> tuple[list[str], list[Method]]:
@@ -1793,7 +1937,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = None
     if "scale" in sections:
         try:
-            scale = benchmark_plan(args.scale_rows, args.scale_part_rows, args.timeout)
+            specs = export_specs(args.quick, 0.1 if args.quick else 1.0)
+            scale = benchmark_scale(cached_export(specs[SCALE_EXPORT]), args.scale_rows,
+                                    args.scale_part_rows, args.scale_timeout)
         except Exception as exc:
             print(f"scale: failed: {exc!r}", flush=True)
     if "multiframe" in exports:

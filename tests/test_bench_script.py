@@ -1,8 +1,10 @@
-"""The pure parts of scripts/bench.py: exports, selection, CPU per object, targets, tables."""
+"""The pure parts of scripts/bench.py (exports, selection, CPU per object, targets, tables)
+and scripts/replicate_inventory.py, the scale rows' inventories."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -157,3 +159,196 @@ def test_cpu_milliseconds_keep_their_precision_where_the_targets_need_it(bench):
     assert bench.fmt_ms(0.2874) == "0.287"
     assert bench.fmt_ms(1375.0) == "1,375.0"
     assert bench.fmt_ms(None) == "n/a"
+
+
+# --------------------------------------------------------------------------- scale rows
+
+
+REPLICATE = SCRIPT.with_name("replicate_inventory.py")
+
+
+@pytest.fixture(scope="module")
+def replicate():
+    spec = importlib.util.spec_from_file_location("replicate_inventory_test", REPLICATE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def repeated(values):
+    """How many values repeat an earlier one (nulls and empty values left out)."""
+    present = [v for v in values if v]
+    return len(present) - len(set(present))
+
+
+def test_a_real_inventory_replicated_keeps_each_copys_duplicates_and_nothing_else(
+        replicate, pydicom_export, tmp_path):
+    import pyarrow.parquet as pq
+
+    from migrate_fs import manifest
+    from migrate_fs.cli import main
+
+    manifests = tmp_path / "m"
+    assert main(["inventory", str(pydicom_export), "--run", "base", "--manifests",
+                 str(manifests), "--workers", "1", "--quiet"]) == 0
+    base = manifest.read_stage(manifests, "base", "inventory")
+    n = base.num_rows
+    rows = 15 * n + n // 3  # about 3,000: the last copy is cut
+    assert rows % n and repeated(base.column("sop_instance_uid").to_pylist()) > 0
+    done = replicate.write_replica(manifests / "base", manifests / "big", rows)
+    assert (done["rows"], done["copies"], done["base_rows"]) == (rows, 16, n)
+    parts = sorted((manifests / "big" / "inventory").glob("*.parquet"))
+    sizes = [pq.read_metadata(p).num_rows for p in parts]
+    assert sum(sizes) == rows and set(sizes[:-1]) == {1024} and sizes[-1] <= 1024
+    assert (json.loads((manifests / "big" / "run.json").read_text())["sources"]
+            == manifest.read_run_info(manifests, "base")["sources"])
+
+    table = manifest.read_stage(manifests, "big", "inventory")
+    assert table.num_rows == rows and table.slice(0, n).equals(base)  # copy 0 is the base
+    for column in ("object_id", "locator"):
+        assert len(set(table.column(column).to_pylist())) == rows
+    copies = [table.slice(k * n, n) for k in range(16)]
+    assert copies[-1].num_rows == rows - 15 * n
+    seen: set[str] = set()
+    for k, copy in enumerate(copies):
+        uids = copy.column("sop_instance_uid").to_pylist()
+        original = base.column("sop_instance_uid").to_pylist()[:copy.num_rows]
+        assert repeated(uids) == repeated(original)  # duplicates inside a copy collide
+        distinct = {u for u in uids if u}
+        assert not distinct & seen  # ... and across copies nothing does
+        seen |= distinct
+        assert all(len(u) <= 64 for u, o in zip(uids, original, strict=True)
+                   if u and len(o) <= 64)
+        for column in ("study_instance_uid", "series_instance_uid", "patient_id"):
+            values = copy.column(column).to_pylist()
+            assert [bool(v) for v in values] == [bool(v) for v in
+                                                 base.column(column).to_pylist()[:len(values)]]
+        assert copy.column("problems").equals(base.column("problems").slice(0, copy.num_rows))
+        if k:
+            assert all(loc.startswith(f"/replica-{k:06d}/")
+                       for loc in copy.column("locator").to_pylist())
+    # A UID inside the elements column (a reference to an instance) is replaced like the
+    # columns, its padding and length parity kept.
+    def references(copy):
+        return [(e["tag"], e["value"]) for row in copy.column("elements").to_pylist()
+                for e in row if e["tag"].endswith("(0008,1155)")]
+
+    originals, copied = references(copies[0]), references(copies[3])
+    assert originals and len(copied) == len(originals)
+    for (tag, old), (new_tag, new) in zip(originals, copied, strict=True):
+        assert tag == new_tag and new != old and len(new) % 2 == len(old) % 2
+        assert new.rstrip(b"\0") == old.rstrip(b"\0") + b".3" or new.startswith(b"2.25.")
+
+    assert main(["plan", "--run", "big", "--manifests", str(manifests), "--quiet"]) == 0
+    plan = manifests / "big" / "plan"
+    assert sum(pq.read_metadata(p).num_rows for p in plan.glob("*.parquet")) == rows
+    actions = manifest.read_stage(manifests, "big", "plan", ["action"]).column("action")
+    assert actions.null_count == 0
+
+
+def test_a_cached_replica_is_reused_until_its_key_changes(replicate, pydicom_export, tmp_path):
+    from migrate_fs.cli import main
+
+    manifests = tmp_path / "m"
+    assert main(["inventory", str(pydicom_export / "charset_files"), "--run", "base",
+                 "--manifests", str(manifests), "--workers", "1", "--quiet"]) == 0
+    out = manifests / "r"
+    first = replicate.cached_replica(manifests / "base", "k1", out, 100)
+    assert first["cached"] is False and first["rows"] == 100
+    assert replicate.cached_replica(manifests / "base", "k1", out, 100)["cached"] is True
+    assert replicate.cached_replica(manifests / "base", "k2", out, 100)["cached"] is False
+    assert replicate.cached_replica(manifests / "base", "k2", out, 101)["cached"] is False
+    next(out.glob("inventory/*.parquet")).unlink()  # an incomplete replica is made again
+    assert replicate.cached_replica(manifests / "base", "k2", out, 101)["cached"] is False
+
+
+def test_uids_and_ids_of_a_copy(replicate):
+    import pyarrow as pa
+
+    uids = pa.array(["1.2.3", "1.2", "", None, "1." + "2" * 62, "9" * 70], pa.string())
+    prefixes = replicate.long_prefixes(uids.to_pylist())
+    base = pa.array(["1.2.3", "1.2"], pa.string())
+    out = replicate.copy_uids(uids, prefixes, 3, base).to_pylist()
+    assert out[0] == "1.2.3.3"
+    assert out[1].startswith("2.25.") and out[1].endswith("00000003")  # 1.2.3 is taken
+    assert out[2:4] == ["", None]
+    assert out[4].startswith("2.25.") and len(out[4]) <= 64  # 64 + 2 would be too long
+    assert out[5] == "9" * 70 + ".3"  # already invalid: stays invalid
+    assert replicate.copy_uids(uids, prefixes, 4, base).to_pylist()[1] != out[1]
+    ids = pa.array(["A123", "A" * 16, "", None, "B" * 20], pa.string())
+    assert replicate.copy_ids(ids, 12, 16).to_pylist() == [
+        "A123-12", "A" * 13 + "-12", "", None, "B" * 20 + "-12"]
+
+
+def test_scale_rows_option_and_sizes(bench):
+    assert bench.parse_args([]).scale_rows == [1_000_000, 5_000_000, 10_000_000]
+    assert bench.parse_args(["--quick"]).scale_rows == [100_000, 500_000]
+    assert bench.parse_args(["--scale-rows", "10M,1m,100k,2_000"]).scale_rows == [
+        2_000, 100_000, 1_000_000, 10_000_000]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--scale-rows", "0"])
+    assert bench.parse_args([]).scale_timeout > bench.PLAN_TARGET_SECONDS
+    assert bench.selection(["scale"])[0] == ["scale"]
+
+
+def scale_run(bench, rows, seconds, cpu, rss, decided=None):
+    m = bench.Measurement(1, seconds, 0, rss, rss * 2, rss, 0.0, 0.0,
+                          {"cpu_user_s": cpu * 0.9, "cpu_system_s": cpu * 0.1})
+    return bench.ScaleRun(rows, rows // 1024 + 1, rows / 5000, 1.0, True,
+                          rows if decided is None else decided, m)
+
+
+def test_plan_targets_of_issue_14(bench):
+    runs = [scale_run(bench, 1_000_000, 60.0, 100.0, 1000.0),
+            scale_run(bench, 5_000_000, 320.0, 500.0, 1200.0),
+            scale_run(bench, 10_000_000, 700.0, 1000.0, 1400.0)]
+    targets = {t.name.split(" (")[0]: t for t in bench.plan_targets({"runs": runs})}
+    assert targets["plan on 10,000,000 rows: wall time"].met is True
+    assert targets["plan on 10,000,000 rows: peak RSS of the largest process"].met is True
+    assert targets["plan: every row decided"].met is True
+    flat = targets["plan memory flat from 1,000,000 to 10,000,000 rows"]
+    assert flat.met is True and flat.value.endswith(": flat") and flat.value.startswith("1.40x")
+    linear = targets["plan time linear from 1,000,000 to 10,000,000 rows"]
+    assert linear.met is True and linear.value.startswith("1.17x")
+    paper = targets["plan on 10^8 objects, one 16-core node"]
+    assert paper.met is None and paper.value.startswith("10 min")  # 100 us x 10^8 / 16: 625 s
+    assert bench.paper_estimate_seconds(runs[-1]) == pytest.approx(100e-6 * 10**8 / 16)
+
+    runs[-1] = scale_run(bench, 10_000_000, 1000.0, 1000.0, 3500.0, decided=9_999_999)
+    targets = {t.name.split(" (")[0]: t for t in bench.plan_targets({"runs": runs})}
+    assert targets["plan on 10,000,000 rows: wall time"].met is False
+    assert targets["plan on 10,000,000 rows: peak RSS of the largest process"].met is False
+    assert targets["plan: every row decided"].met is False
+    assert targets["plan memory flat from 1,000,000 to 10,000,000 rows"].value.endswith(
+        ": not flat")
+    small = {t.name: t for t in bench.plan_targets({"runs": runs[:1]})}
+    assert small["plan on 1,000,000 rows: wall time"].met is None  # the target is for 10^7
+    assert bench.plan_targets(None)[0].status == "n/a"
+    table = bench.scale_table({"runs": runs, "export": "tiny-headers", "base_rows": 20_000,
+                               "workers": 2})
+    assert "--workers 2" in table and "10^8 (paper, 16 cores)" in table
+    assert "9,999,999 (not all)" in table
+
+
+def test_write_main_process_targets_of_issue_14(bench):
+    def with_main(method, files, main):
+        r = result(bench, method, files, (5.0, 1.0, 0.5))
+        r.measurements[0].details["sampled_main_rss_mb"] = main
+        return r
+
+    results = {"tiny": {"write-2": with_main("write-2", 20_000, 180.0),
+                        "run-2-tar": with_main("run-2-tar", 20_000, 330.0)},
+               "images": {"write-2": with_main("write-2", 2_000, 170.0),
+                          "run-2-tar": with_main("run-2-tar", 2_000, 210.0)}}
+    targets = {t.name: t for t in bench.write_main_targets(results)}
+    write = targets["main-process RSS of write (write-2) on 'tiny' (issue 14; was 263 MB)"]
+    assert (write.met, write.value, write.threshold) == (True, "180 MB", "< 200 MB")
+    tar = targets["main-process RSS of run of the tar (run-2-tar) on 'tiny' (issue 14; was 330 MB)"]
+    assert tar.met is False
+    flat = "main-process RSS of {} flat: 'tiny' vs 'images' (10x the objects)"
+    assert targets[flat.format("write (write-2)")].met is True  # 1.06x
+    assert targets[flat.format("run of the tar (run-2-tar)")].met is False  # 1.57x
+    names = {t.name for t in bench.check_targets({}, results, None)}
+    assert set(targets) <= names

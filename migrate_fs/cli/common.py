@@ -12,7 +12,7 @@ from pathlib import Path
 EXIT_FAILED_OBJECTS = 3  # objects failed at write time: a re-run retries them
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -43,7 +43,7 @@ def sources_parent() -> argparse.ArgumentParser:
 
 def workers_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
+    p.add_argument("--workers", type=positive, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: all cores)")
     return p
 

@@ -16,15 +16,23 @@ HELP = "decide what happens to every object; print the report"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("plan", help=HELP, description=HELP,
-                          parents=[common.run_parent(), common.plan_parent()])
+    p = subparsers.add_parser("plan", help=HELP, description=HELP, parents=[
+        common.run_parent(), common.workers_parent(), common.plan_parent()])
+    p.add_argument("--as", dest="trial", metavar="NAME",
+                   help="a trial plan: write it to MANIFESTS/RUN/trials/NAME/plan, beside the "
+                        "run's own plan (which `write` executes), to compare rules")
+    p.add_argument("--buckets", type=common.positive, metavar="N",
+                   help="hash buckets of the whole-run decisions (default: one per million "
+                        "objects); any count gives the same plan")
 
 
 def handle(args: argparse.Namespace) -> int:
     from migrate_fs import pipeline
 
     report(pipeline.plan(run=args.run, manifests=args.manifests, config=args.config,
-                         corrections=args.corrections), args)
+                         corrections=args.corrections, workers=args.workers,
+                         buckets=getattr(args, "buckets", None),
+                         trial=getattr(args, "trial", None)), args)
     return 0
 
 
@@ -58,4 +66,4 @@ def report(done: PlanDone, args: argparse.Namespace) -> None:
         print(problems)
     if done.orphans is not None:
         print(f"corrections: {done.orphan_count} rows match no object (orphans): {done.orphans}")
-    print(f"manifest: {manifest.stage_dir(args.manifests, args.run, 'plan')}\n")
+    print(f"manifest: {done.folder or manifest.stage_dir(args.manifests, args.run, 'plan')}\n")

@@ -147,23 +147,27 @@ def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folde
     return outcome
 
 
-def _stream_holds(folder: Path, key: str, stage: str, check: Check) -> bool:
-    return all(check(manifest.read_part(folder, name, stage))
-               for name in sorted(manifest.part_names(folder)) if name.startswith(f"a{key}-"))
+def _stream_holds(folder: Path, names: list[str], stage: str, check: Check) -> bool:
+    return all(check(manifest.read_part(folder, name, stage)) for name in names)
 
 
-def _forget_stream(folder: Path, key: str) -> None:
-    manifest.remove_parts(folder, {n for n in manifest.part_names(folder)
-                                   if n.startswith(f"a{key}-")})
+def _stream_key(name: str) -> str:
+    """The key of a stream's part ``a<key>-NNNNNN``."""
+    return name[1:].split("-")[0]
+
+
+def _forget_stream(folder: Path, key: str, names: Iterable[str]) -> None:
+    manifest.remove_parts(folder, names)
     (folder / f".a{key}.done").unlink(missing_ok=True)
 
 
 def _stream_task(work: StreamWork, paths: list[str], payload: Any, folder: Path, key: str,
-                 stage: str, total_of: str | None) -> Outcome:
-    """Work through one stream front to back; its parts are named after its key."""
+                 stage: str, total_of: str | None, stale: list[str]) -> Outcome:
+    """Work through one stream front to back; its parts are named after its key (``stale``:
+    the parts an earlier, unfinished or no longer valid pass left)."""
     _quiet_worker()
     before = bytes_read_so_far()
-    _forget_stream(folder, key)
+    _forget_stream(folder, key, stale)
     outcome = Outcome()
     for index, rows in enumerate(batched(work(paths, payload), STREAM_PART_ROWS)):
         manifest.write_part(folder, f"a{key}-{index:06d}", rows, stage)
@@ -178,22 +182,32 @@ def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork,
                 check: Check | None = None) -> Outcome:
     """Run ``work`` on every ``(paths, key, payload)`` stream whose parts are not complete (or
     whose parts ``check`` finds no longer hold); the parts of streams no longer in the run are
-    removed."""
-    tasks, resumed, keys = [], 0, set()
-    for paths, key, payload in streams:
-        keys.add(key)
-        done = folder / f".a{key}.done"
-        if done.exists() and (check is None or _stream_holds(folder, key, stage, check)):
-            resumed += int(done.read_text() or 0)
-        else:
-            tasks.append(delayed(_stream_task)(work, paths, payload, folder, key, stage,
-                                               total_of))
-    for name in manifest.part_names(folder):
-        if name.startswith("a") and name[1:].split("-")[0] not in keys:
-            _forget_stream(folder, name[1:].split("-")[0])
+    removed. ``streams`` is taken one stream at a time, as workers free up (never all at once:
+    computing a stream's key may take a pass over its rows), and the folder is listed once."""
+    found: dict[str, list[str]] = {}
+    for name in sorted(manifest.part_names(folder)):
+        if name.startswith("a"):
+            found.setdefault(_stream_key(name), []).append(name)
+    keys: set[str] = set()
+    resumed = 0
+
+    def tasks() -> Iterator[Any]:
+        nonlocal resumed
+        for paths, key, payload in streams:
+            keys.add(key)
+            done = folder / f".a{key}.done"
+            if done.exists() and (check is None
+                                  or _stream_holds(folder, found.get(key, []), stage, check)):
+                resumed += int(done.read_text() or 0)
+                continue
+            yield delayed(_stream_task)(work, paths, payload, folder, key, stage, total_of,
+                                        found.get(key, []))
+
     outcome = Outcome()
-    for result in loky.run(tasks, workers):
+    for result in loky.run(tasks(), workers):
         outcome.add(result)
         bar.update(result.objects)
+    for key in set(found) - keys:
+        _forget_stream(folder, key, found[key])
     outcome.objects += resumed
     return outcome

@@ -23,4 +23,7 @@ def run(tasks: Iterable[Any], workers: int) -> Iterator[Any]:
     """Each task's result, as tasks complete (worker processes started once per call)."""
     from joblib import Parallel
 
-    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(tasks)
+    # One task at a time: each is a batch already, and joblib's automatic batching would let
+    # this process hold several tasks per worker ahead of those running.
+    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered",
+                        batch_size=1)(tasks)

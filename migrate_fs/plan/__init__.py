@@ -1,39 +1,32 @@
 """plan: decide, for every object of the run at once, what will happen to it and why.
 
-The plan is composed here, once: the legacy database corrections are joined
-(:mod:`.corrections`), the rules applied (:mod:`.rules`), duplicates decided with content
-hashes read only for colliding objects (:mod:`.duplicates`, :mod:`.hashes`), and the action,
-reason and output path of every object set (:mod:`.decide`). Everything here is a function of
-the inventory columns, the configuration and the corrections; nothing here writes a manifest
-or an output file.
+The legacy database corrections are joined (:mod:`.corrections`), the rules applied
+(:mod:`.rules`), duplicates decided with content hashes read only for colliding objects
+(:mod:`.duplicates`, :mod:`.hashes`, :mod:`.proof`), and the action, reason and output path of
+every object set (:mod:`.decide`), in the phases of :mod:`.buckets`, which a run's plan step
+runs over part groups and hash buckets on disk and :func:`make_plan` runs in memory. Everything
+here is a function of the inventory columns, the configuration and the corrections; nothing here
+writes a manifest or an output file.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from migrate_fs.config import Config
-from migrate_fs.decode import DecodeOutcome
-from migrate_fs.iostats import bytes_read_so_far
-from migrate_fs.plan.corrections import apply_corrections
-from migrate_fs.plan.decide import (
-    CORRECTION_INPUT,
-    DECISION_INPUT,
-    DECISIONS,
-    attach,
-    decide,
-    output_transfer_syntax,
-)
+from migrate_fs.plan.buckets import MemoryStore, Task, plan_groups
+from migrate_fs.plan.decide import DECISION_INPUT, DECISIONS, attach, output_transfer_syntax
 from migrate_fs.plan.duplicates import Hashes
-from migrate_fs.plan.hashes import Digest, read_hashes
-from migrate_fs.plan.proof import Fingerprints, read_fingerprints
+from migrate_fs.plan.hashes import read_hashes
+from migrate_fs.plan.proof import Fingerprints
 
 __all__ = ["DECISION_INPUT", "DECISIONS", "Planned", "attach", "make_plan",
            "output_transfer_syntax"]
+
 
 @dataclass
 class Planned:
@@ -49,10 +42,33 @@ class Planned:
         return attach(inventory, self.decisions)
 
 
+@dataclass
+class _Whole:
+    """A whole inventory table as the one part of one group."""
+
+    table: pa.Table
+    index: int = 0
+    decided: list[pa.Table] = field(default_factory=list)
+
+    def read(self, columns: list[str] | None) -> list[pa.Table]:
+        return [self.table.select(columns) if columns is not None else self.table]
+
+    def write(self, decided: list[pa.Table]) -> None:
+        self.decided = decided
+
+
+def _in_order(tasks: list[Task]) -> Iterator[Any]:
+    return (function(*arguments) for function, arguments in tasks)
+
+
 def make_plan(inventory: pa.Table, config: Config | None = None,
               corrections: pa.Table | None = None, hashes: Hashes = read_hashes,
-              fingerprints: Fingerprints | None = None) -> Planned:
-    """Decide for every row of ``inventory`` (at least its DECISION_INPUT columns).
+              fingerprints: Fingerprints | None = None, buckets: int = 1,
+              group_rows: int | None = None) -> Planned:
+    """Decide for every row of ``inventory`` (at least its DECISION_INPUT columns), in this
+    process and in memory: the same phases as a run's plan (:mod:`.buckets`), for a table
+    that fits in memory (tests, a small run), in groups of ``group_rows`` rows (default: one
+    group) and ``buckets`` hash buckets.
 
     ``corrections`` is the legacy database's corrections table (see
     :func:`migrate_fs.plan.corrections.load_corrections`); ``hashes`` reads content hashes for
@@ -61,21 +77,10 @@ def make_plan(inventory: pa.Table, config: Config | None = None,
     read and the objects decoded are in ``Planned.hashed``.
     """
     narrow = inventory.select(DECISION_INPUT)
-    applied = apply_corrections(narrow.select(CORRECTION_INPUT), corrections) \
-        if corrections is not None else None
-    planned = Planned(pa.table({}), applied.orphans if applied is not None else None)
-
-    def counted(rows: list[dict[str, Any]]) -> dict[str, Digest | str]:
-        before = bytes_read_so_far()
-        found = hashes(rows)
-        planned.hashed["objects"] += len(found)
-        planned.hashed["bytes_read"] += bytes_read_so_far() - before
-        return found
-
-    def decoded(rows: list[dict[str, Any]]) -> dict[str, DecodeOutcome]:
-        planned.hashed["decoded"] += len(rows)
-        return (fingerprints or functools.partial(
-            read_fingerprints, decoder=(config or Config()).decoder or None))(rows)
-
-    planned.decisions = decide(narrow, config, applied, counted, decoded)
-    return planned
+    size = group_rows or max(narrow.num_rows, 1)
+    groups = [_Whole(narrow.slice(start, size), i)
+              for i, start in enumerate(range(0, narrow.num_rows, size))] or [_Whole(narrow)]
+    done = plan_groups(groups, MemoryStore(), _in_order, config or Config(), corrections,
+                       buckets, hashes, fingerprints)
+    decided = pa.concat_tables(g.decided[0] for g in groups)
+    return Planned(decided, done.orphans, done.hashed)

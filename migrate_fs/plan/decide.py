@@ -1,17 +1,21 @@
-"""plan: decide, for every object of the run at once, what will happen to it and why.
+"""plan.decide: what will happen to each object and why, in the phases :mod:`.buckets` runs.
 
-The plan is a whole-run computation over the inventory table: an action per object
-(``migrate``, ``quarantine`` or ``skip``) with the reason code, the output path, the output
-transfer syntax, and which kept object a duplicate loses to. Ties are broken by locator order, so
-the same inventory always gives the same plan, whatever order the workers finished in.
+An action per object (``migrate``, ``quarantine`` or ``skip``) with the reason code, the output
+path, the output transfer syntax, and which kept object a duplicate loses to. The phases here
+work on the rows of one part group: :func:`local_decisions` (blocking codes, corrections,
+rules, output identifiers), :func:`settle` (the duplicate model's decisions joined, new
+SOPInstanceUIDs, output paths) and :func:`final_decisions` (case-insensitive path collisions,
+the action). Whole-run groupings (same UID, same pixel signature, same path) are
+:mod:`.buckets`'s; ties are broken by locator order, so the same inventory always gives the same
+plan, whatever order the workers finished in and however many buckets there are.
 
-It is written column-wise with pyarrow and numpy, so that a plan over 10^7 objects takes seconds:
-Python-level work is done once per distinct patient, study and series value, not per object.
+Column-wise with pyarrow and numpy: Python-level work is done per distinct value (patients,
+studies, series, rule inputs), per object only for the objects with something to decide.
+Nothing here reads or writes a file.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,10 +33,8 @@ from pydicom.uid import (
 from migrate_fs import iods
 from migrate_fs.config import Config, Policy
 from migrate_fs.paths import sanitize_component
-from migrate_fs.plan.corrections import Applied
-from migrate_fs.plan.duplicates import DUPLICATE_INPUT, Decisions, Hashes, decide_duplicates
-from migrate_fs.plan.hashes import read_hashes
-from migrate_fs.plan.proof import Fingerprints, read_fingerprints
+from migrate_fs.plan.corrections import Applied, apply_corrections
+from migrate_fs.plan.duplicates import DUPLICATE_INPUT
 from migrate_fs.plan.rules import RuleInput, RuleOutput, apply_rules
 from migrate_fs.problems import CATALOGUE, CHANGE, PROBLEM, blocks
 from migrate_fs.values import generated_uid
@@ -74,42 +76,88 @@ def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
     return table
 
 
-def decide(table: pa.Table, config: Config | None = None,
-           corrections: Applied | None = None, hashes: Hashes = read_hashes,
-           fingerprints: Fingerprints | None = None) -> pa.Table:
-    """The decision columns (see DECISIONS) for each row of ``table``, in the same row order.
+# What the row-local phase keeps of each row for the phases after it (see :mod:`.buckets`).
+STATE = pa.schema([("rid", pa.int64()), ("object_id", pa.string()), ("locator", pa.string()),
+                   ("sop_class_uid", pa.string()), ("reason", pa.string()),
+                   ("added", pa.list_(PROBLEM)), ("changes", pa.list_(CHANGE)),
+                   *[(f"output_{c}", pa.string()) for c in OUTPUT_IDS]])
+# What the duplicate model decided for one row (hashing, SOPInstanceUID or signature groups).
+DUPLICATE = pa.schema([("rid", pa.int64()), ("reason", pa.string()), ("skip", pa.bool_()),
+                       ("duplicate_of", pa.string()), ("problems", pa.list_(PROBLEM)),
+                       ("group", pa.string()), ("kind", pa.string()),
+                       ("differs", pa.list_(pa.string())), ("new_uid", pa.string()),
+                       ("content", pa.string())])
+# A settled row: its state with the duplicate model's decisions and its output path.
+SETTLED = pa.schema([*(f for f in STATE if f.name != "sop_class_uid"), ("skip", pa.bool_()),
+                     ("output_path", pa.string()), ("duplicate_of", pa.string()),
+                     ("duplicate_group", pa.string()), ("duplicate_kind", pa.string()),
+                     ("differs", pa.list_(pa.string())), ("content_sha256", pa.string())])
 
-    ``corrections`` is the legacy database's corrections applied to the same rows
-    (:func:`migrate_fs.plan.corrections.apply_corrections` on the CORRECTION_INPUT columns);
-    ``hashes`` computes content hashes (default: read the objects, see :mod:`.hashes`);
-    ``fingerprints`` decodes objects to prove variants (default: in the guarded decoder process
-    with the configured decoder, see :mod:`.proof`).
-    "First" (of duplicates) means first in locator order, whatever order the rows come in.
-    """
+
+def local_decisions(table: pa.Table, rids: np.ndarray, config: Config,
+                    corrections: pa.Table | None) -> tuple[pa.Table, pa.Table | None]:
+    """The row-local decisions of ``table`` (rows of one part group, at least DECISION_INPUT):
+    blocking codes, corrections, rules and output identifiers, as a STATE table; and the
+    corrections rows that match none of these rows (None without corrections)."""
     config = config or Config()
     n = table.num_rows
-    problems = table.column("problems").combine_chunks() if n else pa.array([], pa.list_(PROBLEM))
-    order = pc.sort_indices(table.column("locator")).to_numpy()
-    policies = config.code_policies()
-    reason = _first_blocking_code(problems, n, policies)
+    problems = _problems_of(table)
+    reason = _first_blocking_code(problems, n, config.code_policies())
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
+    applied = apply_corrections(table.select(CORRECTION_INPUT), corrections) \
+        if corrections is not None else None
     added: dict[int, list[tuple[str, str]]] = {}
-    per_row, ids = _rule_decisions(table, candidate, reason, added, config, corrections)
+    per_row, ids = _rule_decisions(table, candidate, reason, added, config, applied)
+    state = pa.table({
+        "rid": pa.array(rids, pa.int64()), "object_id": table.column("object_id"),
+        "locator": table.column("locator"), "sop_class_uid": table.column("sop_class_uid"),
+        "reason": pa.array(reason, pa.string()), "added": _problem_lists(added, n),
+        "changes": _changes_array(per_row, n),
+        **{f"output_{c}": ids[c] for c in OUTPUT_IDS}}, schema=STATE)
+    return state, applied.orphans if applied is not None else None
+
+
+def _problems_of(table: pa.Table) -> pa.ListArray:
+    if not table.num_rows:
+        return pa.array([], pa.list_(PROBLEM))
+    return table.column("problems").combine_chunks()
+
+
+def settle(state: pa.Table, duplicates: list[pa.Table], config: Config) -> pa.Table:
+    """The state of one part group with the duplicate model's decisions on its rows
+    (``duplicates``: DUPLICATE tables, hashing first, then the SOPInstanceUID groups, then the
+    signature groups), the new SOPInstanceUIDs of kept conflicts and the output paths."""
+    n = state.num_rows
+    base = state.column("rid")[0].as_py() if n else 0
+    merged = _merged(duplicates)
+    reason = np.array(state.column("reason").to_pylist(), dtype=object)
+    skip = np.zeros(n, dtype=bool)
+    added = {}
+    dup: dict[str, dict[int, Any]] = {k: {} for k in ("duplicate_of", "group", "kind",
+                                                      "differs", "content")}
+    changes = state.column("changes").combine_chunks() if n else pa.array([], pa.list_(CHANGE))
+    new_uids: dict[int, tuple[str | None, str]] = {}
+    sop_uids = state.column("output_sop_instance_uid").combine_chunks() if n else \
+        pa.array([], pa.string())
+    for rid, m in merged.items():
+        row = rid - base
+        if m["reason"] is not None:
+            reason[row], skip[row] = m["reason"], m["skip"]
+        if m["problems"]:
+            added[row] = m["problems"]
+        for key in dup:
+            if m[key] is not None:
+                dup[key][row] = m[key]
+        if m["new_uid"] is not None:
+            new_uids[row] = (sop_uids[row].as_py(), m["new_uid"])
+    ids = {c: state.column(f"output_{c}").combine_chunks() if n else pa.array([], pa.string())
+           for c in OUTPUT_IDS}
+    if new_uids:
+        changes, ids["sop_instance_uid"] = _with_new_uids(changes, sop_uids, new_uids)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
-    decode = fingerprints or functools.partial(read_fingerprints, decoder=config.decoder or None)
-    dups = decide_duplicates(table, candidate, ids["sop_instance_uid"], order, per_row, config,
-                             hashes, decode)
-    duplicate_of = np.full(n, -1, dtype=np.int64)
-    for row, code in dups.reason.items():
-        reason[row] = code
-        candidate[row] = False
-    for row, winner in dups.duplicate_of.items():
-        duplicate_of[row] = winner
-    for row, found in dups.problems.items():
-        added.setdefault(row, []).extend(found)
-    _new_uids(dups, ids, per_row, config)
-    path, outside = _output_paths(ids, candidate, table.column("sop_class_uid").combine_chunks())
-    stops = blocks("no_patient_study", policies)
+    path, outside = _output_paths(ids, candidate, state.column("sop_class_uid").combine_chunks()
+                                  if n else pa.array([], pa.string()))
+    stops = blocks("no_patient_study", config.code_policies())
     for row in np.flatnonzero(outside).tolist():
         where = "quarantined" if stops else f"written under {NO_PATIENT}/"
         added.setdefault(row, []).append(("no_patient_study", f"the IOD has no patient, study or "
@@ -117,39 +165,113 @@ def decide(table: pa.Table, config: Config | None = None,
                                           "it"))
         if stops:
             reason[row], candidate[row] = "no_patient_study", False
-    object_id = table.column("object_id").combine_chunks()
-    later, kept = _later_copies(pc.utf8_lower(path), order[candidate[order]])
-    reason[later] = "output_path_collision"
-    candidate[later] = False
-    duplicate_of[later] = kept
-    kept_ids = object_id.take(pa.array(kept)).to_pylist()
-    for row, kept_id in zip(later.tolist(), kept_ids, strict=True):
-        added.setdefault(row, []).append(("output_path_collision", "output path differs only "
-                                          f"in letter case from that of object {kept_id}"))
+    return pa.table({
+        "rid": state.column("rid"), "object_id": state.column("object_id"),
+        "locator": state.column("locator"), "reason": pa.array(reason, pa.string()),
+        "added": _concat_lists(state.column("added").combine_chunks() if n else
+                               pa.array([], pa.list_(PROBLEM)), _problem_lists(added, n)),
+        "changes": changes, **{f"output_{c}": ids[c] for c in OUTPUT_IDS},
+        "skip": pa.array(skip),
+        "output_path": pc.if_else(pa.array(candidate), path, pa.scalar(None, pa.string())),
+        "duplicate_of": _sparse(dup["duplicate_of"], n, pa.string()),
+        "duplicate_group": _sparse(dup["group"], n, pa.string()),
+        "duplicate_kind": _sparse(dup["kind"], n, pa.string()),
+        "differs": _sparse(dup["differs"], n, pa.list_(pa.string())),
+        "content_sha256": _sparse(dup["content"], n, pa.string()),
+    }, schema=SETTLED)
+
+
+def _merged(duplicates: list[pa.Table]) -> dict[int, dict[str, Any]]:
+    """Per row, the duplicate model's decisions in the order they were made: the first reason
+    (with its skip) and the first duplicate_of and kind hold, the problems are appended."""
+    merged: dict[int, dict[str, Any]] = {}
+    for table in duplicates:
+        for rec in table.to_pylist():
+            m = merged.get(rec["rid"])
+            if m is None:
+                merged[rec["rid"]] = {**rec, "problems": list(rec["problems"] or [])}
+                continue
+            for key in ("reason", "duplicate_of", "group", "kind", "differs", "new_uid",
+                        "content"):
+                if m[key] is None and rec[key] is not None:
+                    m[key] = rec[key]
+                    if key == "reason":
+                        m["skip"] = rec["skip"]
+            m["problems"] += rec["problems"] or []
+    for m in merged.values():
+        m["problems"] = [(p["code"], p["message"]) for p in m["problems"]]
+    return merged
+
+
+def _with_new_uids(changes: pa.ListArray, sop_uids: pa.Array,
+                   new_uids: dict[int, tuple[str | None, str]]) -> tuple[pa.Array, pa.Array]:
+    """keep_all conflicts: the later copies get new SOPInstanceUIDs, recorded as changes."""
+    rows = changes.to_pylist()
+    uids = sop_uids.to_pylist()
+    for row, (old, new) in new_uids.items():
+        rows[row] = (rows[row] or []) + [{"tag": OUTPUT_IDS["sop_instance_uid"],
+                                          "keyword": "SOPInstanceUID", "old": old, "new": new,
+                                          "rule": "duplicate_new_uid"}]
+        uids[row] = new
+    return pa.array(rows, pa.list_(CHANGE)), pa.array(uids, pa.string())
+
+
+def new_sop_uid(config: Config, uid: str | None, content: str) -> str:
+    """The SOPInstanceUID a later copy of a keep_all conflict gets (deterministic)."""
+    return generated_uid(config.namespace, "SOPInstanceUID", uid or "", content)
+
+
+def final_decisions(problems: pa.ListArray, transfer_syntax: pa.Array, settled: pa.Table,
+                    collisions: dict[int, str]) -> pa.Table:
+    """The DECISIONS columns of one part group's rows from their settled state and the rows
+    whose output path only differs in letter case from an earlier one's (row -> the kept
+    object's id)."""
+    n = settled.num_rows
+    reason = np.array(settled.column("reason").to_pylist(), dtype=object)
+    path = settled.column("output_path").combine_chunks() if n else pa.array([], pa.string())
+    duplicate_of = settled.column("duplicate_of").to_pylist()
+    added: dict[int, list[tuple[str, str]]] = {}
+    for row, kept_id in collisions.items():
+        reason[row] = "output_path_collision"
+        duplicate_of[row] = kept_id
+        added[row] = [("output_path_collision", "output path differs only in letter case from "
+                       f"that of object {kept_id}")]
+    keep = pa.array(np.fromiter((r is None for r in reason), dtype=bool, count=n))
     reasons = pa.array(reason, pa.string())
-    keep = pa.array(candidate)
-    ts = table.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string())
+    ts = transfer_syntax if n else pa.array([], pa.string())
     out_ts = pc.if_else(pc.is_in(ts, pa.array(NATIVE_SYNTAXES)), ExplicitVRLittleEndian, ts)
-    skipped = np.zeros(n, dtype=bool)
-    skipped[sorted(dups.skip)] = True
     actions = pc.if_else(pc.is_null(reasons), "migrate",
-                         pc.if_else(pa.array(skipped), "skip_duplicate",
+                         pc.if_else(settled.column("skip").combine_chunks() if n
+                                    else pa.array([], pa.bool_()), "skip_duplicate",
                                     pc.if_else(pc.is_in(reasons, SKIPPING), "skip",
                                                "quarantine")))
+    all_added = _concat_lists(settled.column("added").combine_chunks() if n else
+                              pa.array([], pa.list_(PROBLEM)), _problem_lists(added, n))
     return pa.table({
-        "problems": _append_problems(problems, added),
-        **{f"output_{c}": ids[c] for c in OUTPUT_IDS},
+        "problems": _concat_lists(problems, all_added, keep_nulls=True),
+        **{f"output_{c}": settled.column(f"output_{c}") for c in OUTPUT_IDS},
         "action": actions,
         "reason": reasons,
         "output_path": pc.if_else(keep, path, pa.scalar(None, pa.string())),
         "output_transfer_syntax": pc.if_else(keep, out_ts, pa.scalar(None, pa.string())),
-        "duplicate_of": _take_or_null(object_id, duplicate_of),
-        "duplicate_group": _sparse(dups.group, n, pa.string()),
-        "duplicate_kind": _sparse(dups.kind, n, pa.string()),
-        "differs": _sparse(dups.differs, n, pa.list_(pa.string())),
-        "content_sha256": _sparse(dups.content, n, pa.string()),
-        "changes": _changes_array(per_row, n),
+        "duplicate_of": pa.array(duplicate_of, pa.string()),
+        "duplicate_group": settled.column("duplicate_group"),
+        "duplicate_kind": settled.column("duplicate_kind"),
+        "differs": settled.column("differs"),
+        "content_sha256": settled.column("content_sha256"),
+        "changes": settled.column("changes"),
     })
+
+
+def _problem_lists(added: dict[int, list[tuple[str, str]]], n: int) -> pa.Array:
+    """A list<PROBLEM> column: the entries of ``added`` at their rows, empty elsewhere."""
+    lengths = np.zeros(n, dtype=np.int64)
+    flat: list[dict[str, str]] = []
+    for row in sorted(added):
+        lengths[row] = len(added[row])
+        flat += [{"code": c, "message": m} for c, m in added[row]]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, PROBLEM))
 
 
 def _sparse(values: dict[int, Any], n: int, type_: pa.DataType) -> pa.Array:
@@ -157,20 +279,6 @@ def _sparse(values: dict[int, Any], n: int, type_: pa.DataType) -> pa.Array:
     position = np.full(n, -1, dtype=np.int64)
     position[np.fromiter(values, dtype=np.int64, count=len(values))] = np.arange(len(values))
     return _take_or_null(pa.array(list(values.values()), type_), position)
-
-
-def _new_uids(dups: Decisions, ids: dict[str, pa.Array], per_row: dict[int, list[Any]],
-              config: Config) -> None:
-    """keep_all conflicts: the later copies get new SOPInstanceUIDs, recorded as changes."""
-    if not dups.new_uid:
-        return
-    uids = ids["sop_instance_uid"].to_pylist()
-    for row, content in dups.new_uid.items():
-        new = generated_uid(config.namespace, "SOPInstanceUID", uids[row] or "", content)
-        per_row.setdefault(row, []).append((OUTPUT_IDS["sop_instance_uid"], "SOPInstanceUID",
-                                            uids[row], new, "duplicate_new_uid"))
-        uids[row] = new
-    ids["sop_instance_uid"] = pa.array(uids, pa.string())
 
 
 def _rule_decisions(table: pa.Table, candidate: np.ndarray, reason: np.ndarray,
@@ -365,29 +473,27 @@ def _later_copies(key: pa.ChunkedArray | pa.Array, rows: np.ndarray
     return rows[later], rows[first[inverse[later]]]
 
 
-def _append_problems(problems: pa.ListArray, added: dict[int, list[tuple[str, str]]]
-                     ) -> pa.Array:
-    """``problems`` with the entries of ``added`` appended to their rows."""
-    if not added:
-        return problems
-    offsets = problems.offsets.to_numpy()
+def _concat_lists(first: pa.ListArray, second: pa.ListArray,
+                  keep_nulls: bool = False) -> pa.Array:
+    """Row by row, the entries of ``first`` then those of ``second`` (equal lengths). With
+    ``keep_nulls``, ``first`` itself (nulls included) where ``second`` adds nothing anywhere."""
+    extra = np.diff(second.offsets.to_numpy())
+    if keep_nulls and not extra.any():
+        return first
+    offsets = first.offsets.to_numpy()
     offsets = offsets - offsets[0]
     lengths = np.diff(offsets)
-    rows = np.array(sorted(added))
-    extra = np.zeros(len(lengths), dtype=np.int64)
-    extra[rows] = [len(added[r]) for r in rows]
     new_offsets = np.concatenate([[0], np.cumsum(lengths + extra)])
-    old_values = problems.flatten()
-    # Where each old value and each added value goes in the new flat values.
-    parents = np.repeat(np.arange(len(lengths)), lengths)
+    old_values, new_values = first.flatten(), second.flatten()
     take = np.empty(new_offsets[-1], dtype=np.int64)
+    parents = np.repeat(np.arange(len(lengths)), lengths)
     take[new_offsets[parents] + (np.arange(len(old_values)) - offsets[parents])] = \
         np.arange(len(old_values))
-    new_rows = np.repeat(rows, extra[rows])
-    within = np.concatenate([np.arange(extra[r]) for r in rows])
-    take[new_offsets[new_rows] + lengths[new_rows] + within] = \
-        len(old_values) + np.arange(len(new_rows))
-    new_values = pa.array([{"code": c, "message": m} for r in rows for c, m in added[r]],
-                          PROBLEM)
+    second_offsets = second.offsets.to_numpy()
+    second_offsets = second_offsets - second_offsets[0]
+    parents = np.repeat(np.arange(len(extra)), extra)
+    take[new_offsets[parents] + lengths[parents] + (np.arange(len(new_values))
+                                                    - second_offsets[parents])] = \
+        len(old_values) + np.arange(len(new_values))
     values = pa.concat_arrays([old_values, new_values]).take(pa.array(take))
     return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values)

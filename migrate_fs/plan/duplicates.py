@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydicom.uid import UID
@@ -61,7 +60,8 @@ Hashes = Callable[[list[dict[str, Any]]], dict[str, "Digest | str"]]
 
 @dataclass
 class Decisions:
-    """What the duplicate model decided, by row index."""
+    """What the duplicate model decided, by row (a row's number in the run, see
+    :mod:`.buckets`)."""
 
     reason: dict[int, str] = field(default_factory=dict)  # rows that are not migrated
     skip: set[int] = field(default_factory=set)  # of those, the ones skipped (not quarantined)
@@ -77,58 +77,7 @@ class Decisions:
         self.problems.setdefault(row, []).append((code, message))
 
 
-def decide_duplicates(table: pa.Table, candidate: np.ndarray, sop_uids: pa.Array,
-                      order: np.ndarray, changes: dict[int, list[Any]], config: Config,
-                      hashes: Hashes, fingerprints: Fingerprints) -> Decisions:
-    """Classify the candidate rows' duplicates (see the module docstring)."""
-    out = Decisions()
-    rows = order[candidate[order]]  # candidates in priority (locator) order
-    uid_groups = _groups(sop_uids, rows)
-    signature_groups = _groups(_signature(table), rows) if config.content_duplicates != "off" \
-        else []
-    wanted = sorted({r for g in uid_groups + signature_groups for r in g})
-    if not wanted:
-        return out
-    info = table.take(pa.array(wanted)).select(DUPLICATE_INPUT).to_pylist()
-    by_row = dict(zip(wanted, info, strict=True))
-    for row in wanted:
-        by_row[row]["changes"] = [dict(zip(CHANGE_FIELDS, c, strict=True))
-                                  for c in changes.get(row, [])]
-    found = hashes([by_row[r] for r in wanted])
-    digests: dict[int, Digest] = {}
-    for row in wanted:
-        result = found.get(by_row[row]["object_id"])
-        if isinstance(result, Digest):
-            digests[row] = result
-            out.content[row] = result.content
-        else:
-            out.reason[row] = "unreadable_source"
-            out.note(row, "unreadable_source", f"content hash: {result}")
-    for group in uid_groups:
-        _uid_group([r for r in group if r in digests], digests, by_row, sop_uids, config,
-                   fingerprints, out)
-    for group in signature_groups:
-        _signature_group([r for r in group if r in digests and r not in out.reason], digests,
-                         by_row, config, out)
-    return out
-
-
-def _groups(key: pa.Array, rows: np.ndarray) -> list[list[int]]:
-    """Rows (in the given order) sharing a non-null key, for keys held by two or more."""
-    if len(rows) < 2:
-        return []
-    values = key.take(pa.array(rows))
-    codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
-    valid = ~np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False))
-    rows, codes = rows[valid], codes[valid]
-    by_code = np.argsort(codes, kind="stable")  # stable: each group keeps the given order
-    _, start, count = np.unique(codes[by_code], return_index=True, return_counts=True)
-    shared = count > 1
-    return [rows[by_code[s:s + c]].tolist()
-            for s, c in zip(start[shared], count[shared], strict=True)]
-
-
-def _signature(table: pa.Table) -> pa.Array:
+def signature(table: pa.Table) -> pa.Array:
     """Identifying attributes + pixel data length + transfer syntax, as one string (null for
     objects without pixel data: they have no pixel signature)."""
     parts = [pc.cast(table.column(c), pa.string()).combine_chunks() for c in SIGNATURE]
@@ -141,13 +90,13 @@ def _lossless(ts: str | None, lossy_flag: str | None) -> bool:
     return not lossy(ts or "", lossy_flag)
 
 
-def _uid_group(group: list[int], digests: dict[int, Digest], rows: dict[int, dict[str, Any]],
-               sop_uids: pa.Array, config: Config, fingerprints: Fingerprints,
-               out: Decisions) -> None:
-    """One SOPInstanceUID held by several objects: identical copies, variants or a conflict."""
+def uid_group(group: list[int], uid: str, digests: dict[int, Digest],
+              rows: dict[int, dict[str, Any]], config: Config, fingerprints: Fingerprints,
+              out: Decisions) -> None:
+    """One SOPInstanceUID held by several objects (``group``, in locator order, those whose
+    content hash could be read): identical copies, variants or a conflict."""
     if len(group) < 2:
         return
-    uid = sop_uids[group[0]].as_py()
     distinct: dict[str, int] = {}  # content -> first row with it
     for row in group:
         first = distinct.setdefault(digests[row].content, row)
@@ -328,9 +277,11 @@ def _legacy_db_paths(csv_path: str) -> frozenset[str]:
     return frozenset(p.strip().lstrip("/") for p in table.column("path").to_pylist() if p)
 
 
-def _signature_group(group: list[int], digests: dict[int, Digest],
-                     rows: dict[int, dict[str, Any]], config: Config, out: Decisions) -> None:
-    """Objects with equal identifying attributes: same pixel data under another UID?"""
+def signature_group(group: list[int], digests: dict[int, Digest],
+                    rows: dict[int, dict[str, Any]], config: Config, out: Decisions) -> None:
+    """Objects with equal identifying attributes (``group``, in locator order, those whose
+    content hash could be read and that the SOPInstanceUID groups left to migrate; ``out.group``
+    holds the SOPInstanceUID groups of its rows): same pixel data under another UID?"""
     first_by_pixel: dict[str | None, int] = {}
     for row in group:
         pixel = digests[row].pixel
