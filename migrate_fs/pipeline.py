@@ -388,6 +388,9 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
            fsync: bool, start: float) -> StepDone:
     """The plan is read part by part, never as one table: file rows stream into the batches,
     each dump's worker reads its own plan parts, the result is counted part by part."""
+    if (manifest.run_dir(manifests, run) / ".plan.running").exists():
+        raise IncompleteStage(f"the last plan of run {run!r} did not finish (its plan folder may "
+                              "hold parts of two plans): run migrate-fs plan again, then write")
     names = manifest.stage_parts(manifests, run, "plan")
     plan_folder = manifest.stage_dir(manifests, run, "plan")
     planned = manifest.stage_rows(manifests, run, "plan", names)

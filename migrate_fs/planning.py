@@ -5,7 +5,9 @@ What :mod:`.pipeline` calls for ``migrate-fs plan`` once the run-level checks ar
 inventory parts are handed out in groups of consecutive parts; the phases of
 :mod:`.plan.buckets` run as tasks on the execution backend and exchange their data through
 Parquet files in ``<run>/.plan-work/`` (hidden: a dataset reader skips it; removed when the plan
-is complete, and at the start of the next). Each group writes one plan part per inventory part.
+is complete, and at the start of the next). Each group writes one plan part per inventory part;
+until the last is written, ``.plan.running`` beside the plan folder says that it may hold parts
+of two plans, and ``write`` refuses to start.
 The main process holds the part names and the counts, never a column of the run.
 
 A trial plan (``plan --as NAME``) is the same plan written to ``<run>/trials/NAME/plan``, next to
@@ -33,6 +35,7 @@ from migrate_fs.summary import Tally
 
 GROUP_PARTS = 64  # inventory parts per task: about 64k objects
 WORK = ".plan-work"
+RUNNING = ".plan.running"  # beside a plan folder while it is being written
 
 
 @dataclass
@@ -101,6 +104,9 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
     store = DiskStore(str(manifest.run_dir(manifests, run) / WORK))
     store.clear()
     old = manifest.part_names(folder)
+    running = folder.parent / RUNNING
+    running.parent.mkdir(parents=True, exist_ok=True)
+    running.touch()  # until the last part is written: the plan folder mixes two plans
     done = plan_groups(groups, store, _runner(workers), settings, table, count)
     store.clear()
     manifest.remove_parts(folder, old - set(names))
@@ -119,6 +125,7 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
         trials = manifest.read_run_info(manifests, run).get("trials", {})
         trials[trial] = {**info, "folder": str(folder)}
         manifest.write_run_info(manifests, run, trials=trials)
+    running.unlink()
     return PlanOutcome(done.tally, orphans,
                        done.orphans.num_rows if done.orphans is not None else 0, done.hashed,
                        folder, count)

@@ -199,3 +199,26 @@ def test_the_plan_step_never_reads_a_whole_stage(pydicom_export: Path, tmp_path:
     done = pipeline.plan(run="r", manifests=tmp_path, workers=1)  # tasks in this process
     assert done.objects == done.tally.objects > 100
     assert done.hashed is not None and done.hashed["objects"] > 0
+
+
+def test_write_refuses_a_plan_that_did_not_finish(pydicom_export: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    m = tmp_path / "m"
+    pipeline.inventory([pydicom_export], run="r", manifests=m)
+    pipeline.plan(run="r", manifests=m)
+    import migrate_fs.plan.buckets as buckets
+
+    def killed(*args: Any) -> None:
+        raise KeyboardInterrupt  # as a Ctrl-C in the middle of the plan's last phase
+
+    monkeypatch.setattr(buckets, "_finish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.plan(run="r", manifests=m)
+    monkeypatch.undo()
+    assert main(["write", "--run", "r", "--manifests", str(m), "--out", str(tmp_path / "out"),
+                 "--quiet"]) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
+    pipeline.plan(run="r", manifests=m)  # planned again: the write goes ahead
+    assert main(["write", "--run", "r", "--manifests", str(m), "--out", str(tmp_path / "out"),
+                 "--quiet", "--workers", "1"]) in (0, 3)
+    assert any((tmp_path / "out").rglob("*.dcm"))
