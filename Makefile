@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet -e '.[test,lint,cluster]'
 	# highdicom's tables of the standard, for tests/test_iods.py (its data only: no pillow)
 	$(BIN)/pip install --quiet --no-deps 'highdicom>=0.28.2,<0.29'
 	touch $(STAMP)

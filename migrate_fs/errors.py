@@ -56,3 +56,7 @@ class DecoderError(MigrateError):
 
 class IncompleteStage(MigrateError):
     """A stage holds another number of rows than the objects it must account for."""
+
+
+class ClusterError(MigrateError):
+    """The dask scheduler given with --scheduler cannot be reached or used."""

@@ -167,6 +167,12 @@ def _found_archives(manifests: str | Path, run: str) -> list[list[str]]:
     return found
 
 
+def _absolute(manifests: str | Path) -> Path:
+    """The manifests folder as an absolute path: tasks may run in other processes, on other
+    machines (a cluster), in other working folders."""
+    return Path(os.path.abspath(manifests))
+
+
 def _load(config: Config | str | Path | None) -> Config:
     return config if isinstance(config, Config) else load_config(config)
 
@@ -174,10 +180,12 @@ def _load(config: Config | str | Path | None) -> Config:
 def inventory(sources: Sequence[str | Path], *, run: str,
               manifests: str | Path = DEFAULT_MANIFESTS, volumes: Iterable[Sequence[str]] = (),
               workers: int = 1, quiet: bool = True, config: Config | str | Path | None = None,
-              decode_check: str | None = None) -> StepDone:
+              decode_check: str | None = None, scheduler: str | None = None) -> StepDone:
     """Read every object's header below ``sources`` and in every archive found there or given
-    as ``volumes`` (the volume groups of split dumps) into the inventory manifest."""
+    as ``volumes`` (the volume groups of split dumps) into the inventory manifest; on the dask
+    cluster at ``scheduler`` when one is given."""
     start = time.perf_counter()
+    manifests = _absolute(manifests)  # workers may run elsewhere, in another folder
     check_run(manifests, run, sources)
     if not sources and not volumes:
         raise SourceError("name at least one source (SRC or --volumes)")
@@ -185,12 +193,13 @@ def inventory(sources: Sequence[str | Path], *, run: str,
     settings = _load(config)
     with manifest.run_lock(manifests, run, "migrate-fs inventory"):
         return _inventory(sources, sets, run, manifests, workers, quiet, settings,
-                          decode_check, start)
+                          decode_check, start, scheduler)
 
 
 def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
                manifests: str | Path, workers: int, quiet: bool, settings: Config,
-               decode_check: str | None, start: float) -> StepDone:
+               decode_check: str | None, start: float, scheduler: str | None = None
+               ) -> StepDone:
     decode = decode_check or settings.decode_check
     decoder = settings.decoder or None
     suffix = "" if decode == "none" else f"-d{decode}"
@@ -203,7 +212,7 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
             named_batches(batched(iter_sources(roots), INVENTORY_BATCH), _source_identity,
                           suffix),
             functools.partial(_inventory_rows, decode_check=decode, decoder=decoder),
-            folder, "inventory", workers=workers, bar=bar))
+            folder, "inventory", workers=workers, bar=bar, scheduler=scheduler))
         streams: dict[str, tuple[list[str], str, None]] = {}
         for paths in _found_archives(manifests, run) + sets:  # a dump found and named: once
             key = _file_key(paths) + ("" if decode == "none" else decode[0])
@@ -211,7 +220,7 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
         outcome.add(run_streams(
             streams.values(),
             functools.partial(_inventory_stream, decode_check=decode, decoder=decoder),
-            folder, "inventory", workers=workers, bar=bar))
+            folder, "inventory", workers=workers, bar=bar, scheduler=scheduler))
     seconds = time.perf_counter() - start
     tally = _stage_tally(manifests, run, "inventory", ["kind", "size"])
     _check_rows(tally.objects, outcome.objects, "inventory")
@@ -237,7 +246,8 @@ def _stage_tally(manifests: str | Path, run: str, stage: str, columns: list[str]
 
 def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
          config: Config | str | Path | None = None, corrections: str | Path | None = None,
-         workers: int = 1, buckets: int | None = None, trial: str | None = None) -> PlanDone:
+         workers: int = 1, buckets: int | None = None, trial: str | None = None,
+         scheduler: str | None = None) -> PlanDone:
     """Decide for the whole run and write the plan, one part per inventory part.
 
     Row-local decisions run per group of inventory parts, whole-run ones per hash bucket of
@@ -246,6 +256,7 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
     run's own (``<run>/trials/<trial>/plan``) and never executed by ``write``.
     """
     start = time.perf_counter()
+    manifests = _absolute(manifests)
     check_run(manifests, run, _recorded_sources(manifests, run), recorded=True)
     settings = _load(config)
     from migrate_fs.plan.corrections import load_corrections  # only a plan imports the plan
@@ -255,7 +266,7 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
         from migrate_fs.planning import plan_run
 
         done = plan_run(run, manifests, settings, table, corrections, workers=workers,
-                        buckets=buckets, trial=trial)
+                        buckets=buckets, trial=trial, scheduler=scheduler)
     return PlanDone(done.tally, done.tally.objects, time.perf_counter() - start,
                     orphans=done.orphans, orphan_count=done.orphan_count, hashed=done.hashed,
                     folder=done.folder)
@@ -375,17 +386,19 @@ def _rows_key(parts: Iterable[pa.Table]) -> str:
 
 
 def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFESTS,
-          workers: int = 1, quiet: bool = True, fsync: bool = False) -> StepDone:
+          workers: int = 1, quiet: bool = True, fsync: bool = False,
+          scheduler: str | None = None) -> StepDone:
     """Execute the plan: write the Part 10 files below ``out`` and the result manifest."""
     start = time.perf_counter()
+    manifests = _absolute(manifests)
     target = Path(out).resolve()
     check_run(manifests, run, _recorded_sources(manifests, run), target, recorded=True)
     with manifest.run_lock(manifests, run, "migrate-fs write"):
-        return _write(run, target, manifests, workers, quiet, fsync, start)
+        return _write(run, target, manifests, workers, quiet, fsync, start, scheduler)
 
 
 def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: bool,
-           fsync: bool, start: float) -> StepDone:
+           fsync: bool, start: float, scheduler: str | None = None) -> StepDone:
     """The plan is read part by part, never as one table: file rows stream into the batches,
     each dump's worker reads its own plan parts, the result is counted part by part."""
     if (manifest.run_dir(manifests, run) / ".plan.running").exists():
@@ -407,11 +420,13 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
         outcome.add(run_batches(
             named_batches(batches, _plan_identity),
             functools.partial(_write_rows, out=target, fsync=fsync),
-            folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact))
+            folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact,
+            scheduler=scheduler))
         outcome.add(run_streams(
             _plan_streams(plan_folder, [n for n in names if _is_stream_part(n)]),
             functools.partial(_write_stream, out=target, fsync=fsync),
-            folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact))
+            folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact,
+            scheduler=scheduler))
     seconds = time.perf_counter() - start
     tally = _stage_tally(manifests, run, "result",
                          ["action", "reason", "status", "size", "output_size"])
@@ -490,7 +505,8 @@ def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = Non
         manifests: str | Path = DEFAULT_MANIFESTS, volumes: Iterable[Sequence[str]] = (),
         workers: int = 1, quiet: bool = True, config: Config | str | Path | None = None,
         corrections: str | Path | None = None, decode_check: str | None = None,
-        fsync: bool = False) -> tuple[StepDone, PlanDone, StepDone]:
+        fsync: bool = False, scheduler: str | None = None
+        ) -> tuple[StepDone, PlanDone, StepDone]:
     """Inventory, plan and write in one go; the run name defaults to the output folder's."""
     name = run or default_run_name(out)
     check_run(manifests, name, sources, out)
@@ -498,11 +514,11 @@ def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = Non
     with manifest.run_lock(manifests, name, "migrate-fs run"):
         done = inventory(sources, run=name, manifests=manifests, volumes=volumes,
                          workers=workers, quiet=quiet, config=settings,
-                         decode_check=decode_check)
+                         decode_check=decode_check, scheduler=scheduler)
         planned = plan(run=name, manifests=manifests, config=settings, corrections=corrections,
-                       workers=workers)
+                       workers=workers, scheduler=scheduler)
         written = write(run=name, out=out, manifests=manifests, workers=workers, quiet=quiet,
-                        fsync=fsync)
+                        fsync=fsync, scheduler=scheduler)
     return done, planned, written
 
 

@@ -28,7 +28,7 @@ from joblib import delayed
 from migrate_fs import manifest
 from migrate_fs.config import Config
 from migrate_fs.errors import IncompleteStage
-from migrate_fs.execution import loky
+from migrate_fs.execution.backends import run_tasks
 from migrate_fs.plan import attach
 from migrate_fs.plan.buckets import DiskStore, Task, bucket_count, plan_groups
 from migrate_fs.summary import Tally
@@ -80,18 +80,18 @@ def plan_folder(manifests: str | Path, run: str, trial: str | None) -> Path:
         trial_dir(manifests, run, trial) / "plan"
 
 
-def _runner(workers: int) -> Any:
+def _runner(workers: int, scheduler: str | None) -> Any:
     def run(tasks: list[Task]) -> Iterator[Any]:
-        if workers <= 1:
+        if workers <= 1 and scheduler is None:
             return (function(*arguments) for function, arguments in tasks)
-        return loky.run((delayed(function)(*arguments) for function, arguments in tasks),
-                        workers)
+        return run_tasks((delayed(function)(*arguments) for function, arguments in tasks),
+                         workers, scheduler)
     return run
 
 
 def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table | None,
              corrections: str | Path | None, *, workers: int = 1, buckets: int | None = None,
-             trial: str | None = None) -> PlanOutcome:
+             trial: str | None = None, scheduler: str | None = None) -> PlanOutcome:
     """Plan every inventory row of ``run`` into its plan folder (the run's, or a trial's)."""
     source = manifest.stage_dir(manifests, run, "inventory")
     names = manifest.stage_parts(manifests, run, "inventory")
@@ -107,7 +107,7 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
     running = folder.parent / RUNNING
     running.parent.mkdir(parents=True, exist_ok=True)
     running.touch()  # until the last part is written: the plan folder mixes two plans
-    done = plan_groups(groups, store, _runner(workers), settings, table, count)
+    done = plan_groups(groups, store, _runner(workers, scheduler), settings, table, count)
     store.clear()
     manifest.remove_parts(folder, old - set(names))
     if done.tally.objects != rows:

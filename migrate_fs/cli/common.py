@@ -45,6 +45,10 @@ def workers_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--workers", type=positive, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the work on the dask.distributed cluster of this scheduler "
+                        "(tcp://HOST:PORT) instead of local workers; see the README's "
+                        "'Cluster' section")
     return p
 
 

@@ -27,7 +27,8 @@ def handle(args: argparse.Namespace) -> int:
 
     done = pipeline.inventory(args.sources, run=args.run, manifests=args.manifests,
                               volumes=args.volumes, workers=args.workers, quiet=args.quiet,
-                              config=args.config, decode_check=args.decode_check)
+                              config=args.config, decode_check=args.decode_check,
+                              scheduler=args.scheduler)
     report(done, args)
     return 0
 

@@ -32,7 +32,7 @@ def handle(args: argparse.Namespace) -> int:
     report(pipeline.plan(run=args.run, manifests=args.manifests, config=args.config,
                          corrections=args.corrections, workers=args.workers,
                          buckets=getattr(args, "buckets", None),
-                         trial=getattr(args, "trial", None)), args)
+                         trial=getattr(args, "trial", None), scheduler=args.scheduler), args)
     return 0
 
 

@@ -24,7 +24,8 @@ def handle(args: argparse.Namespace) -> int:
     from migrate_fs import pipeline
 
     done = pipeline.write(run=args.run, out=args.out, manifests=args.manifests,
-                          workers=args.workers, quiet=args.quiet, fsync=args.fsync)
+                          workers=args.workers, quiet=args.quiet, fsync=args.fsync,
+                          scheduler=args.scheduler)
     report(done, args)
     return failed(done)
 

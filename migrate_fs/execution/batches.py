@@ -1,10 +1,11 @@
 """execution.batches: run per-object work over batches, in parallel and resumably.
 
-Items go to a backend's workers (:mod:`.loky`) in batches, so per-object overhead stays small;
-each batch writes its own manifest part after the work it describes. A part's name carries a
-hash of what the batch holds, so a re-run skips the batches whose part is already there (the
-work a crash did not lose) and redoes the rest. A stream (an archive, read front to back by one
-worker) writes numbered parts and a ``.done`` marker when it is complete.
+Items go to a backend's workers (:mod:`.loky`, or :mod:`.dask` on a cluster: :mod:`.backends`)
+in batches, so per-object overhead stays small; each batch writes its own manifest part after
+the work it describes. A part's name carries a hash of what the batch holds, so a re-run skips
+the batches whose part is already there (the work a crash did not lose) and redoes the rest. A
+stream (an archive, read front to back by one worker) writes numbered parts and a ``.done``
+marker when it is complete.
 
 This module knows nothing of DICOM: the work is a function given by the caller.
 """
@@ -15,6 +16,7 @@ import hashlib
 import logging
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from joblib import delayed
 from tqdm import tqdm
 
 from migrate_fs import manifest
-from migrate_fs.execution import loky
+from migrate_fs.execution.backends import run_tasks
 from migrate_fs.iostats import bytes_read_so_far
 
 STREAM_PART_ROWS = 1024
@@ -98,8 +100,10 @@ def progress(desc: str, quiet: bool, total: int | None = None) -> tqdm:
 
 def _quiet_worker() -> None:
     """Libraries warn and log about every oddity; here the manifest is where problems go. A
-    Ctrl-C is the main process's to handle (it stops the workers): a worker ignores it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Ctrl-C is the main process's to handle (it stops the workers): a worker process ignores it
+    (a dask worker runs tasks in threads, where signals cannot be set: its own process decides)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
@@ -120,7 +124,7 @@ def _batch_task(work: BatchWork, items: list[Any], folder: Path, name: str, stag
 
 def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folder: Path,
                 stage: str, *, workers: int, bar: tqdm, total_of: str | None = None,
-                check: Check | None = None) -> Outcome:
+                check: Check | None = None, scheduler: str | None = None) -> Outcome:
     """Run ``work`` on every named batch whose part is not in ``folder`` yet, or whose part
     ``check`` finds no longer holds; parts of batches no longer named are removed. Returns the
     outcome of the work done plus the rows resumed."""
@@ -139,7 +143,7 @@ def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folde
             yield delayed(_batch_task)(work, items, folder, name, stage, total_of)
 
     outcome = Outcome()
-    for done in loky.run(tasks(), workers):
+    for done in run_tasks(tasks(), workers, scheduler):
         outcome.add(done)
         bar.update(done.objects)
     manifest.remove_parts(folder, existing - current)
@@ -179,7 +183,7 @@ def _stream_task(work: StreamWork, paths: list[str], payload: Any, folder: Path,
 
 def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork, folder: Path,
                 stage: str, *, workers: int, bar: tqdm, total_of: str | None = None,
-                check: Check | None = None) -> Outcome:
+                check: Check | None = None, scheduler: str | None = None) -> Outcome:
     """Run ``work`` on every ``(paths, key, payload)`` stream whose parts are not complete (or
     whose parts ``check`` finds no longer hold); the parts of streams no longer in the run are
     removed. ``streams`` is taken one stream at a time, as workers free up (never all at once:
@@ -204,7 +208,7 @@ def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork,
                                         found.get(key, []))
 
     outcome = Outcome()
-    for result in loky.run(tasks(), workers):
+    for result in run_tasks(tasks(), workers, scheduler):
         outcome.add(result)
         bar.update(result.objects)
     for key in set(found) - keys:
