@@ -190,6 +190,21 @@ def run_lock(manifests: str | Path, run: str, what: str) -> Iterator[None]:
 _HELD: dict[str, int] = {}
 
 
+def lock_holder(manifests: str | Path, run: str) -> str | None:
+    """Who holds the run's lock now (the holder's line: command, pid, host), or None when no
+    process does. Takes nothing: a shared lock tried and released at once."""
+    path = run_dir(manifests, run) / ".lock"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None
+
+
 def remove_parts(folder: Path, names: Iterable[str]) -> None:
     for name in names:
         (folder / f"{name}.parquet").unlink(missing_ok=True)

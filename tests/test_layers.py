@@ -30,7 +30,7 @@ TIERS: dict[int, tuple[str, set[str]]] = {
                         "plan", "audit"}),
     4: ("manifest", {"manifest"}),
     5: ("execution", {"execution"}),
-    6: ("pipeline", {"pipeline", "planning"}),
+    6: ("pipeline", {"pipeline", "planning", "status"}),
     7: ("cli", {"cli", "__main__"}),
 }
 SUBPACKAGES = {"plan", "audit", "execution", "cli"}

@@ -26,10 +26,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from migrate_fs import __version__
-from migrate_fs.cli import inventory, plan, rules, run, write
+from migrate_fs.cli import inventory, plan, rules, run, status, write
 from migrate_fs.errors import MigrateError
 
-COMMANDS = [inventory, plan, write, run, rules]
+COMMANDS = [inventory, plan, write, run, status, rules]
 
 
 def build_parser() -> argparse.ArgumentParser:
