@@ -153,11 +153,32 @@ def sweep_temporary(folder: Path) -> int:
 
 
 @contextlib.contextmanager
-def run_lock(manifests: str | Path, run: str, what: str) -> Iterator[None]:
+def run_lock(manifests: str | Path, run: str, what: str,
+             shard: tuple[int, int] | None = None) -> Iterator[None]:
     """Hold the run's lock (``<run>/.lock``, an exclusive flock) while ``what`` runs, so that two
-    processes never write one run's manifests at once. Re-entrant within a process."""
-    path = run_dir(manifests, run) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    processes never write one run's manifests at once. Re-entrant within a process.
+
+    With ``shard`` (i, N), the run's lock is held shared, so that the other shards run at the
+    same time (and no unsharded step does), and ``<run>/.lock-shard-<i>of<N>`` exclusively:
+    two processes never work on one shard."""
+    folder = run_dir(manifests, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if shard is None:
+            stack.enter_context(_locked(folder / ".lock", fcntl.LOCK_EX, what,
+                                        f"run {run!r} is busy"))
+        else:
+            stack.enter_context(_locked(folder / ".lock", fcntl.LOCK_SH, None,
+                                        f"run {run!r} is busy"))
+            stack.enter_context(_locked(folder / f".lock-shard-{shard[0]}of{shard[1]}",
+                                        fcntl.LOCK_EX, what,
+                                        f"shard {shard[0]}/{shard[1]} of run {run!r} is busy"))
+        yield
+
+
+@contextlib.contextmanager
+def _locked(path: Path, mode: int, what: str | None, busy: str) -> Iterator[None]:
+    """An flock on ``path`` (``what``, if given, written in it as the holder's line)."""
     key = str(path.resolve())
     if key in _HELD:  # this process holds it already (run: inventory, plan, write)
         _HELD[key] += 1
@@ -168,22 +189,25 @@ def run_lock(manifests: str | Path, run: str, what: str) -> Iterator[None]:
         return
     with open(path, "a+") as f:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise RunLocked(f"run {run!r} is busy: {holder} holds {path}; wait for it to end "
-                            "(two processes must not write one run at once), or stop it") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{what} (pid {os.getpid()} on {socket.gethostname()})")
-        f.flush()
+            holder = f.read().strip() or ("another process" if mode == fcntl.LOCK_SH
+                                          else "a shard's process (see the .lock-shard-* files)")
+            raise RunLocked(f"{busy}: {holder} holds {path}; wait for it to end (two processes "
+                            "must not write the same manifests at once), or stop it") from None
+        if what is not None:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{what} (pid {os.getpid()} on {socket.gethostname()})")
+            f.flush()
         _HELD[key] = 1
         try:
             yield
         finally:
             del _HELD[key]
-            f.truncate(0)
+            if what is not None:
+                f.truncate(0)
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
@@ -193,7 +217,8 @@ _HELD: dict[str, int] = {}
 def lock_holder(manifests: str | Path, run: str) -> str | None:
     """Who holds the run's lock now (the holder's line: command, pid, host), or None when no
     process does. Takes nothing: a shared lock tried and released at once."""
-    path = run_dir(manifests, run) / ".lock"
+    folder = run_dir(manifests, run)
+    path = folder / ".lock"
     if not path.exists():
         return None
     with open(path) as f:
@@ -202,7 +227,17 @@ def lock_holder(manifests: str | Path, run: str) -> str | None:
         except BlockingIOError:
             return f.read().strip() or "another process"
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return None
+    holders = []
+    for shard in sorted(folder.glob(".lock-shard-*")):  # the shards at work, if any
+        with open(shard) as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                name = shard.name[len(".lock-shard-"):].replace("of", "/")
+                holders.append(f"shard {name}: {f.read().strip() or 'a process'}")
+                continue
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return "; ".join(holders) or None
 
 
 def remove_parts(folder: Path, names: Iterable[str]) -> None:
@@ -280,11 +315,17 @@ def write_run_info(manifests: str | Path, run: str, **info: Any) -> None:
     """Merge ``info`` into ``run.json`` (sources, output folder, options of each step)."""
     path = run_dir(manifests, run) / "run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(info)
-    tmp = path.with_name(".run.json.tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    with open(path.with_name(".run.json.lock"), "a") as lock:  # shards write it at once
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        current = json.loads(path.read_text()) if path.exists() else {}
+        for key, value in info.items():  # per-shard records merge with the other shards'
+            if key.endswith("_shards") and isinstance(current.get(key), dict):
+                current[key] = {**current[key], **value}
+            else:
+                current[key] = value
+        tmp = path.with_name(f".run.json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+        os.replace(tmp, path)
 
 
 def read_run_info(manifests: str | Path, run: str) -> dict[str, Any]:

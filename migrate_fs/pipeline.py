@@ -30,6 +30,7 @@ from migrate_fs.config import Config, load_config
 from migrate_fs.errors import IncompleteStage, OutputError, SourceError, UsageError
 from migrate_fs.execution import (
     Outcome,
+    Shard,
     batched,
     named_batches,
     part_key,
@@ -180,10 +181,12 @@ def _load(config: Config | str | Path | None) -> Config:
 def inventory(sources: Sequence[str | Path], *, run: str,
               manifests: str | Path = DEFAULT_MANIFESTS, volumes: Iterable[Sequence[str]] = (),
               workers: int = 1, quiet: bool = True, config: Config | str | Path | None = None,
-              decode_check: str | None = None, scheduler: str | None = None) -> StepDone:
+              decode_check: str | None = None, scheduler: str | None = None,
+              shard: Shard | None = None) -> StepDone:
     """Read every object's header below ``sources`` and in every archive found there or given
     as ``volumes`` (the volume groups of split dumps) into the inventory manifest; on the dask
-    cluster at ``scheduler`` when one is given."""
+    cluster at ``scheduler`` when one is given; only the objects (and archives) of ``shard``
+    when one is given (see :mod:`migrate_fs.execution.shards`)."""
     start = time.perf_counter()
     manifests = _absolute(manifests)  # workers may run elsewhere, in another folder
     check_run(manifests, run, sources)
@@ -191,15 +194,15 @@ def inventory(sources: Sequence[str | Path], *, run: str,
         raise SourceError("name at least one source (SRC or --volumes)")
     sets = volume_sets(volumes)
     settings = _load(config)
-    with manifest.run_lock(manifests, run, "migrate-fs inventory"):
+    with manifest.run_lock(manifests, run, "migrate-fs inventory", _lock_shard(shard)):
         return _inventory(sources, sets, run, manifests, workers, quiet, settings,
-                          decode_check, start, scheduler)
+                          decode_check, start, scheduler, shard)
 
 
 def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
                manifests: str | Path, workers: int, quiet: bool, settings: Config,
-               decode_check: str | None, start: float, scheduler: str | None = None
-               ) -> StepDone:
+               decode_check: str | None, start: float, scheduler: str | None = None,
+               shard: Shard | None = None) -> StepDone:
     decode = decode_check or settings.decode_check
     decoder = settings.decoder or None
     suffix = "" if decode == "none" else f"-d{decode}"
@@ -207,12 +210,15 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
     manifest.sweep_temporary(folder)
     roots, covered = distinct_roots([str(s) for s in sources])
     outcome = Outcome()
+    objects = iter_sources(roots)
+    if shard is not None:
+        objects = (o for o in objects if shard.owns(o.locator))
+    mine = _Mine(shard)
     with progress("inventory", quiet) as bar:
         outcome.add(run_batches(
-            named_batches(batched(iter_sources(roots), INVENTORY_BATCH), _source_identity,
-                          suffix),
+            named_batches(batched(objects, INVENTORY_BATCH), _source_identity, suffix, shard),
             functools.partial(_inventory_rows, decode_check=decode, decoder=decoder),
-            folder, "inventory", workers=workers, bar=bar, scheduler=scheduler))
+            folder, "inventory", workers=workers, bar=bar, scheduler=scheduler, shard=shard))
         streams: dict[str, tuple[list[str], str, None]] = {}
         for paths in _found_archives(manifests, run) + sets:  # a dump found and named: once
             key = _file_key(paths) + ("" if decode == "none" else decode[0])
@@ -220,24 +226,65 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
         outcome.add(run_streams(
             streams.values(),
             functools.partial(_inventory_stream, decode_check=decode, decoder=decoder),
-            folder, "inventory", workers=workers, bar=bar, scheduler=scheduler))
+            folder, "inventory", workers=workers, bar=bar, scheduler=scheduler,
+            owned=mine.stream if shard is not None else None))
     seconds = time.perf_counter() - start
-    tally = _stage_tally(manifests, run, "inventory", ["kind", "size"])
+    tally = _stage_tally(manifests, run, "inventory", ["kind", "size"], mine.parts(folder))
     _check_rows(tally.objects, outcome.objects, "inventory")
+    done = {"objects": outcome.objects, "bytes_read": outcome.bytes_read, "seconds": seconds,
+            "export_bytes": tally.total("size")}
     manifest.write_run_info(manifests, run,
                             sources=[os.path.abspath(s) for s in roots]
                             + [v for vs in sets for v in vs],
                             covered_sources=[{"source": a, "inside": b} for a, b in covered],
-                            inventory={"objects": outcome.objects,
-                                       "bytes_read": outcome.bytes_read, "seconds": seconds,
-                                       "export_bytes": tally.total("size")})
+                            **_step_info(manifests, run, "inventory", done, shard))
     return StepDone(tally, outcome.objects, seconds, outcome.bytes_read)
 
 
-def _stage_tally(manifests: str | Path, run: str, stage: str, columns: list[str]) -> Tally:
-    """The counts of a stage (its rows: ``objects``), counted part by part."""
+def _lock_shard(shard: Shard | None) -> tuple[int, int] | None:
+    return None if shard is None else (shard.index, shard.count)
+
+
+def _step_info(manifests: str | Path, run: str, step: str, done: dict[str, Any],
+               shard: Shard | None) -> dict[str, Any]:
+    """What a step records in run.json: under its name, or per shard (``<step>_shards``)."""
+    if shard is None:
+        return {step: done}
+    shards = manifest.read_run_info(manifests, run).get(f"{step}_shards", {})
+    shards[shard.label] = done
+    return {f"{step}_shards": shards}
+
+
+class _Mine:
+    """The parts of one shard's work: its batch parts and the parts of the streams it owns
+    (everything, without a shard)."""
+
+    def __init__(self, shard: Shard | None) -> None:
+        self.shard = shard
+        self.keys: set[str] = set()
+
+    def stream(self, paths: list[str], key: str) -> bool:
+        owns = self.shard is None or self.shard.owns(paths[0])
+        if owns:
+            self.keys.add(key)
+        return owns
+
+    def parts(self, folder: Path) -> list[str] | None:
+        if self.shard is None:
+            return None
+        return [n for n in sorted(manifest.part_names(folder))
+                if n.startswith(self.shard.prefix)
+                or (n.startswith("a") and n[1:].split("-")[0] in self.keys)]
+
+
+def _stage_tally(manifests: str | Path, run: str, stage: str, columns: list[str],
+                 names: list[str] | None = None) -> Tally:
+    """The counts of a stage (its rows: ``objects``), or of its parts ``names``, counted part
+    by part."""
     tally = Tally()
-    for _, part in manifest.iter_stage(manifests, run, stage, columns):
+    if names is not None and not names:  # a shard with no work of its own
+        return tally
+    for _, part in manifest.iter_stage(manifests, run, stage, columns, names):
         tally.add(part)
     return tally
 
@@ -387,18 +434,20 @@ def _rows_key(parts: Iterable[pa.Table]) -> str:
 
 def write(*, run: str, out: str | Path, manifests: str | Path = DEFAULT_MANIFESTS,
           workers: int = 1, quiet: bool = True, fsync: bool = False,
-          scheduler: str | None = None) -> StepDone:
-    """Execute the plan: write the Part 10 files below ``out`` and the result manifest."""
+          scheduler: str | None = None, shard: Shard | None = None) -> StepDone:
+    """Execute the plan: write the Part 10 files below ``out`` and the result manifest (only
+    the plan parts and archives of ``shard``, when one is given)."""
     start = time.perf_counter()
     manifests = _absolute(manifests)
     target = Path(out).resolve()
     check_run(manifests, run, _recorded_sources(manifests, run), target, recorded=True)
-    with manifest.run_lock(manifests, run, "migrate-fs write"):
-        return _write(run, target, manifests, workers, quiet, fsync, start, scheduler)
+    with manifest.run_lock(manifests, run, "migrate-fs write", _lock_shard(shard)):
+        return _write(run, target, manifests, workers, quiet, fsync, start, scheduler, shard)
 
 
 def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: bool,
-           fsync: bool, start: float, scheduler: str | None = None) -> StepDone:
+           fsync: bool, start: float, scheduler: str | None = None,
+           shard: Shard | None = None) -> StepDone:
     """The plan is read part by part, never as one table: file rows stream into the batches,
     each dump's worker reads its own plan parts, the result is counted part by part."""
     if (manifest.run_dir(manifests, run) / ".plan.running").exists():
@@ -406,36 +455,54 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
                               "hold parts of two plans): run migrate-fs plan again, then write")
     names = manifest.stage_parts(manifests, run, "plan")
     plan_folder = manifest.stage_dir(manifests, run, "plan")
-    planned = manifest.stage_rows(manifests, run, "plan", names)
-    running = manifest.run_dir(manifests, run) / ".write.running"
-    swept = sweep_outputs(target) if running.exists() else 0  # the last write did not finish
+    files = [n for n in names if not _is_stream_part(n)
+             and (shard is None or shard.owns(n))]
+    planned = manifest.stage_rows(manifests, run, "plan", files if shard is not None else names)
+    running = manifest.run_dir(manifests, run) / (
+        ".write.running" if shard is None else f".write.running-{shard.prefix[5:-1]}")
+    # the last write did not finish: its temporary files go (a shard leaves them to an
+    # unsharded write: the other shards may be writing theirs now)
+    swept = sweep_outputs(target) if running.exists() and shard is None else 0
     running.touch()
     manifest.sweep_temporary(manifest.stage_dir(manifests, run, "result"))
     intact = _Intact(target)
     folder = manifest.stage_dir(manifests, run, "result")
     outcome = Outcome()
+    mine = _Mine(shard)
+    stream_parts: dict[str, tuple[str, ...]] = {}
+
+    def streams() -> Iterator[tuple[list[str], str, _PlanStream]]:
+        for paths, key, stream in _plan_streams(plan_folder,
+                                                [n for n in names if _is_stream_part(n)]):
+            stream_parts[key] = stream.parts
+            yield paths, key, stream
+
     with progress("write", quiet, planned) as bar:
-        batches = batched(_file_rows(plan_folder, [n for n in names if not _is_stream_part(n)]),
-                          WRITE_BATCH, lambda r: r["size"] or 0, WRITE_BATCH_BYTES)
+        batches = batched(_file_rows(plan_folder, files), WRITE_BATCH,
+                          lambda r: r["size"] or 0, WRITE_BATCH_BYTES)
         outcome.add(run_batches(
-            named_batches(batches, _plan_identity),
+            named_batches(batches, _plan_identity, shard=shard),
             functools.partial(_write_rows, out=target, fsync=fsync),
             folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact,
-            scheduler=scheduler))
+            scheduler=scheduler, shard=shard))
         outcome.add(run_streams(
-            _plan_streams(plan_folder, [n for n in names if _is_stream_part(n)]),
-            functools.partial(_write_stream, out=target, fsync=fsync),
+            streams(), functools.partial(_write_stream, out=target, fsync=fsync),
             folder, "result", workers=workers, bar=bar, total_of="output_size", check=intact,
-            scheduler=scheduler))
+            scheduler=scheduler, owned=mine.stream if shard is not None else None))
+    if shard is not None:  # this shard's dumps: their plan rows too
+        planned += sum(manifest.part_rows(plan_folder, n) for key in mine.keys
+                       for n in stream_parts[key])
     seconds = time.perf_counter() - start
     tally = _stage_tally(manifests, run, "result",
-                         ["action", "reason", "status", "size", "output_size"])
+                         ["action", "reason", "status", "size", "output_size"],
+                         mine.parts(folder))
     _check_rows(tally.objects, planned, "result")
     failed = dict(count_by(tally, ["status"])).get(("failed",), 0)
-    manifest.write_run_info(manifests, run, out=str(target), write={
-        "objects": outcome.objects, "bytes_read": outcome.bytes_read,
-        "bytes_written": outcome.total, "seconds": seconds, "failed": failed,
-        "redone_for_missing_outputs": intact.missing, "temporary_files_swept": swept})
+    done = {"objects": outcome.objects, "bytes_read": outcome.bytes_read,
+            "bytes_written": outcome.total, "seconds": seconds, "failed": failed,
+            "redone_for_missing_outputs": intact.missing, "temporary_files_swept": swept}
+    manifest.write_run_info(manifests, run, out=str(target),
+                            **_step_info(manifests, run, "write", done, shard))
     running.unlink(missing_ok=True)
     return StepDone(tally, outcome.objects, seconds, outcome.bytes_read, outcome.total,
                     failed=failed, repaired=intact.missing)

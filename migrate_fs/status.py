@@ -49,7 +49,8 @@ class RunStatus:
     run: str
     folder: str
     stages: list[StageStatus] = field(default_factory=list)
-    busy: str | None = None  # the process that holds the run now
+    busy: str | None = None  # the process that holds the run now (or each shard's)
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> shard -> figures
     plan_interrupted: bool = False
     next_step: str = ""
 
@@ -69,9 +70,13 @@ def run_status(manifests: str | Path, run: str) -> RunStatus:
                            f"start it with migrate-fs inventory SRC --run {run}"
         return status
     info = manifest.read_run_info(manifests, run)
+    status.shards = {step: info[f"{step}_shards"] for step in ("inventory", "write")
+                     if info.get(f"{step}_shards")}
     inventory = _stage(manifests, run, "inventory")
     if inventory.parts and info.get("inventory"):
         inventory.expected = info["inventory"].get("objects")
+    elif inventory.parts and _all_shards(status.shards.get("inventory", {})):
+        inventory.expected = sum(s["objects"] for s in status.shards["inventory"].values())
     plan = _stage(manifests, run, "plan")
     plan.expected = inventory.objects if inventory.complete else None
     result = _stage(manifests, run, "result")
@@ -84,6 +89,17 @@ def run_status(manifests: str | Path, run: str) -> RunStatus:
     status.plan_interrupted = (folder / ".plan.running").exists()
     status.next_step = _next_step(status, run)
     return status
+
+
+def _all_shards(done: dict[str, Any]) -> bool:
+    """Whether every shard of one count recorded its step (``{"i/N": figures}``)."""
+    counts = {label.split("/")[1] for label in done}
+    return len(counts) == 1 and len(done) == int(counts.pop())
+
+
+def _missing_shards(done: dict[str, Any]) -> list[str]:
+    counts = {int(label.split("/")[1]) for label in done}
+    return [f"{i}/{n}" for n in sorted(counts) for i in range(n) if f"{i}/{n}" not in done]
 
 
 def _stage(manifests: str | Path, run: str, stage: str) -> StageStatus:
@@ -114,10 +130,18 @@ def _next_step(status: RunStatus, run: str) -> str:
         return f"wait: {status.busy} is working on this run"
     if not inventory.parts:
         return f"migrate-fs inventory SRC --run {run}"
+    missing = _missing_shards(status.shards.get("inventory", {}))
+    if not inventory.complete and missing:
+        return f"migrate-fs inventory SRC --run {run} --shard I/N for the shards that have " \
+               f"not finished: {', '.join(missing)}"
     if not inventory.complete:
         return f"migrate-fs inventory SRC --run {run} again (the same sources): it resumes"
     if status.plan_interrupted or not plan.complete:
         return f"migrate-fs plan --run {run}"
+    missing = _missing_shards(status.shards.get("write", {}))
+    if not result.complete and missing:
+        return f"migrate-fs write --run {run} --out OUT --shard I/N for the shards that have " \
+               f"not finished: {', '.join(missing)} ({result.pending} objects pending)"
     if not result.complete:
         return f"migrate-fs write --run {run} --out OUT: it resumes ({result.pending} objects " \
                "pending)"

@@ -137,6 +137,8 @@ def problem_counts(tally: Tally) -> str:
 def count_by(tally: Tally, keys: list[str]) -> list[tuple[tuple[str | None, ...], int]]:
     """Objects grouped by ``keys`` (some of the tally's keys), most frequent first."""
     merged: Counter[tuple[str | None, ...]] = Counter()
+    if not tally.groups:  # nothing counted (a shard with no work of its own)
+        return []
     where = [tally.keys.index(k) for k in keys]
     for key, counts in tally.groups.items():
         merged[tuple(key[i] for i in where)] += counts[0]

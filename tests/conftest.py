@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +96,19 @@ def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_migration(sample_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Migration:
     return Migration(sample_export, tmp_path_factory.mktemp("sample_run"))
+
+
+@contextlib.contextmanager
+def lock_held(manifests: Path, run: str, what: str,
+              shard: tuple[int, int] | None = None) -> Iterator[None]:
+    """Another process holds the run's lock (a shard's, with ``shard``) while the block runs."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from migrate_fs import manifest\n"
+        f"with manifest.run_lock({str(manifests)!r}, {run!r}, {what!r}, {shard!r}):\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import lock_held
 
 from migrate_fs import manifest
 from migrate_fs.cli.main import main
@@ -68,21 +69,8 @@ def test_status_says_who_holds_the_run(sample_export: Path, tmp_path: Path,
     assert main(["inventory", str(sample_export), "--run", "r", "--manifests", str(m),
                  "--quiet"]) == 0
     capsys.readouterr()
-    import subprocess
-    import sys
-    import time
-
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from migrate_fs import manifest\n"
-        f"with manifest.run_lock({str(m)!r}, 'r', 'migrate-fs write'):\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with lock_held(m, "r", "migrate-fs write"):
         found = status(m, capsys)
         assert found["busy"].startswith("migrate-fs write (pid ")
         assert found["next_step"].startswith("wait: migrate-fs write")
-    finally:
-        holder.kill()
-        holder.wait()
-    time.sleep(0.1)
     assert status(m, capsys)["busy"] is None

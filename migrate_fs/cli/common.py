@@ -74,3 +74,22 @@ def output_parent() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root")
     p.add_argument("--fsync", action="store_true", help="fsync every output file (slower)")
     return p
+
+
+def _shard(text: str) -> object:
+    from migrate_fs.errors import UsageError
+    from migrate_fs.execution.shards import Shard
+
+    try:
+        return Shard.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
+def shard_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--shard", type=_shard, metavar="I/N",
+                   help="do only shard I of N (0 <= I < N) of this step: each object (an "
+                        "archive: each archive) belongs to one shard; start one process per "
+                        "shard, on any machines that share the export, output and manifests")
+    return p

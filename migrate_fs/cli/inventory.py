@@ -17,7 +17,7 @@ HELP = "read every object's header into the inventory manifest"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("inventory", help=HELP, description=HELP, parents=[
         common.sources_parent(), common.run_parent(), common.workers_parent(),
-        common.decode_parent()])
+        common.decode_parent(), common.shard_parent()])
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="rules configuration (TOML): its [pixel] settings apply here")
 
@@ -28,7 +28,7 @@ def handle(args: argparse.Namespace) -> int:
     done = pipeline.inventory(args.sources, run=args.run, manifests=args.manifests,
                               volumes=args.volumes, workers=args.workers, quiet=args.quiet,
                               config=args.config, decode_check=args.decode_check,
-                              scheduler=args.scheduler)
+                              scheduler=args.scheduler, shard=getattr(args, "shard", None))
     report(done, args)
     return 0
 

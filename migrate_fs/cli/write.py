@@ -17,7 +17,8 @@ HELP = "execute the plan: write Part 10 files and the result"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     subparsers.add_parser("write", help=HELP, description=HELP, parents=[
-        common.run_parent(), common.workers_parent(), common.output_parent()])
+        common.run_parent(), common.workers_parent(), common.output_parent(),
+        common.shard_parent()])
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -25,7 +26,7 @@ def handle(args: argparse.Namespace) -> int:
 
     done = pipeline.write(run=args.run, out=args.out, manifests=args.manifests,
                           workers=args.workers, quiet=args.quiet, fsync=args.fsync,
-                          scheduler=args.scheduler)
+                          scheduler=args.scheduler, shard=getattr(args, "shard", None))
     report(done, args)
     return failed(done)
 

@@ -15,6 +15,7 @@ from migrate_fs.execution.batches import (
     run_streams,
     table_rows,
 )
+from migrate_fs.execution.shards import Shard
 
-__all__ = ["Outcome", "batched", "named_batches", "part_key", "progress", "run_batches",
+__all__ = ["Outcome", "Shard", "batched", "named_batches", "part_key", "progress", "run_batches",
            "run_streams", "table_rows"]

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from migrate_fs import manifest
 from migrate_fs.execution.backends import run_tasks
+from migrate_fs.execution.shards import Shard
 from migrate_fs.iostats import bytes_read_so_far
 
 STREAM_PART_ROWS = 1024
@@ -79,11 +80,12 @@ def part_key(*parts: Iterable[Any]) -> str:
 
 
 def named_batches(batches: Iterable[list[T]], identity: Callable[[T], Any],
-                  suffix: str = "") -> Iterator[tuple[str, list[T]]]:
+                  suffix: str = "", shard: Shard | None = None) -> Iterator[tuple[str, list[T]]]:
     """``(part name, batch)``: the name holds the batch's index and a hash of its items'
-    identities, so that a changed batch gets a new part."""
+    identities, so that a changed batch gets a new part (and the shard's name, if any)."""
+    prefix = shard.prefix if shard is not None else "part-"
     for index, batch in enumerate(batches):
-        yield f"part-{index:06d}-{part_key(map(identity, batch))}{suffix}", batch
+        yield f"{prefix}{index:06d}-{part_key(map(identity, batch))}{suffix}", batch
 
 
 def table_rows(table: pa.Table, chunk: int = 4096) -> Iterator[dict[str, Any]]:
@@ -124,11 +126,14 @@ def _batch_task(work: BatchWork, items: list[Any], folder: Path, name: str, stag
 
 def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folder: Path,
                 stage: str, *, workers: int, bar: tqdm, total_of: str | None = None,
-                check: Check | None = None, scheduler: str | None = None) -> Outcome:
+                check: Check | None = None, scheduler: str | None = None,
+                shard: Shard | None = None) -> Outcome:
     """Run ``work`` on every named batch whose part is not in ``folder`` yet, or whose part
-    ``check`` finds no longer holds; parts of batches no longer named are removed. Returns the
+    ``check`` finds no longer holds; parts of batches no longer named are removed (with a
+    ``shard``, the parts of the other shards of its count are left alone). Returns the
     outcome of the work done plus the rows resumed."""
-    existing = {n for n in manifest.part_names(folder) if n.startswith("part-")}
+    existing = {n for n in manifest.part_names(folder) if n.startswith("part-")
+                and not (shard is not None and shard.keeps(n))}
     current: set[str] = set()
     resumed = 0
 
@@ -183,11 +188,14 @@ def _stream_task(work: StreamWork, paths: list[str], payload: Any, folder: Path,
 
 def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork, folder: Path,
                 stage: str, *, workers: int, bar: tqdm, total_of: str | None = None,
-                check: Check | None = None, scheduler: str | None = None) -> Outcome:
+                check: Check | None = None, scheduler: str | None = None,
+                owned: Callable[[list[str], str], bool] | None = None) -> Outcome:
     """Run ``work`` on every ``(paths, key, payload)`` stream whose parts are not complete (or
-    whose parts ``check`` finds no longer hold); the parts of streams no longer in the run are
-    removed. ``streams`` is taken one stream at a time, as workers free up (never all at once:
-    computing a stream's key may take a pass over its rows), and the folder is listed once."""
+    whose parts ``check`` finds no longer hold), of those ``owned(paths, key)`` gives this
+    process (a shard: the others are neither run nor counted); the parts of streams no
+    longer in the run are removed. ``streams`` is taken one stream at a time, as workers free
+    up (never all at once: computing a stream's key may take a pass over its rows), and the
+    folder is listed once."""
     found: dict[str, list[str]] = {}
     for name in sorted(manifest.part_names(folder)):
         if name.startswith("a"):
@@ -199,6 +207,8 @@ def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork,
         nonlocal resumed
         for paths, key, payload in streams:
             keys.add(key)
+            if owned is not None and not owned(paths, key):
+                continue
             done = folder / f".a{key}.done"
             if done.exists() and (check is None
                                   or _stream_holds(folder, found.get(key, []), stage, check)):

@@ -1,0 +1,118 @@
+"""Static shards: N processes, started in any order, each doing one shard of a step, give the
+local run's outputs and manifest rows; two processes never work on one shard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PYDICOM_DATA, content_digest, lock_held
+
+from migrate_fs import manifest
+from migrate_fs.cli.main import main
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "migrate_fs", *args], capture_output=True,
+                          text=True, check=False)
+
+
+def status(m: Path) -> dict[str, Any]:
+    done = cli("status", "--run", "r", "--manifests", str(m), "--json")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    return {**found, **{s["stage"]: s for s in found["stages"]}}
+
+
+def rows(m: Path, stage: str) -> dict[str, dict[str, Any]]:
+    return {r["object_id"]: r for r in manifest.read_stage(m, "r", stage).to_pylist()}
+
+
+@pytest.fixture(scope="module")
+def export(sample_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample export with a tape dump of some of pydicom's files beside its folders."""
+    root = tmp_path_factory.mktemp("sharded") / "export"
+    shutil.copytree(sample_export, root)
+    with tarfile.open(root / "dump.tar", "w") as tar:
+        for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm"):
+            tar.add(PYDICOM_DATA / "test_files" / name, arcname=f"tape/{name}")
+    return root
+
+
+def test_three_shards_in_any_order_equal_the_local_run(export: Path, tmp_path: Path) -> None:
+    local, sharded = tmp_path / "local", tmp_path / "sharded"
+    assert main(["run", str(export), "--out", str(local / "out"), "--run", "r", "--manifests",
+                 str(local / "m"), "--workers", "1", "--quiet"]) == 0
+    m = str(sharded / "m")
+    for i in (2, 0, 1):
+        done = cli("inventory", str(export), "--run", "r", "--manifests", m, "--shard",
+                   f"{i}/3", "--workers", "1", "--quiet")
+        assert done.returncode == 0, done.stderr
+    names = manifest.part_names(manifest.stage_dir(m, "r", "inventory"))
+    assert {n[:14] for n in names if n.startswith("part-")} == \
+        {f"part-s00{i}of003" for i in range(3)}  # each shard wrote its own parts
+    assert rows(sharded / "m", "inventory") == rows(local / "m", "inventory")
+    assert cli("plan", "--run", "r", "--manifests", m, "--workers", "1").returncode == 0
+    assert status(sharded / "m")["result"]["pending"] == len(rows(local / "m", "result"))
+    for i in (1, 2, 0):
+        if i == 0:  # two of three written: status names the shard left (if it has work)
+            left = status(sharded / "m")
+            assert left["result"]["pending"] == 0 or "not finished: 0/3" in left["next_step"]
+        done = cli("write", "--run", "r", "--manifests", m, "--out", str(sharded / "out"),
+                   "--shard", f"{i}/3", "--workers", "1", "--quiet")
+        assert done.returncode == 0, done.stderr
+    assert content_digest(sharded / "out") == content_digest(local / "out")
+    assert rows(sharded / "m", "result") == rows(local / "m", "result")
+    info = manifest.read_run_info(sharded / "m", "r")
+    assert sorted(info["inventory_shards"]) == sorted(info["write_shards"]) == \
+        ["0/3", "1/3", "2/3"]
+    assert sum(s["objects"] for s in info["write_shards"].values()) == len(rows(local / "m",
+                                                                             "result"))
+    # a shard run again redoes nothing and duplicates nothing
+    again = cli("write", "--run", "r", "--manifests", m, "--out", str(sharded / "out"),
+                "--shard", "1/3", "--workers", "1", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert rows(sharded / "m", "result") == rows(local / "m", "result")
+
+
+def test_two_processes_never_work_on_one_shard(export: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m"
+    with lock_held(m, "r", "migrate-fs inventory", (1, 3)):
+        code = main(["inventory", str(export), "--run", "r", "--manifests", str(m),
+                     "--shard", "1/3", "--workers", "1", "--quiet"])
+        assert code == 1
+        assert "shard 1/3 of run 'r' is busy: migrate-fs inventory (pid" in \
+            capsys.readouterr().err
+        assert status(m)["busy"].startswith("shard 1/3: migrate-fs inventory (pid")
+        # another shard goes ahead meanwhile; an unsharded step waits for the shards
+        assert main(["inventory", str(export), "--run", "r", "--manifests", str(m),
+                     "--shard", "0/3", "--workers", "1", "--quiet"]) == 0
+        assert main(["inventory", str(export), "--run", "r", "--manifests", str(m),
+                     "--workers", "1", "--quiet"]) == 1
+        assert "run 'r' is busy" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main(["inventory", str(export), "--run", "r", "--manifests", str(m), "--shard", "3/3",
+              "--quiet"])
+    assert bad.value.code == 2 and "0 <= i < N" in capsys.readouterr().err
+
+
+def test_a_shard_with_no_work_of_its_own_ends_cleanly(export: Path, tmp_path: Path) -> None:
+    m = str(tmp_path / "m")
+    assert main(["inventory", str(export), "--run", "r", "--manifests", m, "--workers", "1",
+                 "--quiet"]) == 0
+    assert main(["plan", "--run", "r", "--manifests", m, "--workers", "1"]) == 0
+    parts = len(manifest.part_names(manifest.stage_dir(m, "r", "plan")))
+    many = parts * 50  # far more shards than plan parts and dumps: most own nothing
+    idle = [i for i in range(many) if not any(
+        __import__("migrate_fs.execution.shards", fromlist=["Shard"]).Shard(i, many).owns(n)
+        for n in manifest.part_names(manifest.stage_dir(m, "r", "plan")))]
+    assert idle
+    assert main(["write", "--run", "r", "--manifests", m, "--out", str(tmp_path / "out"),
+                 "--shard", f"{idle[0]}/{many}", "--workers", "1", "--quiet"]) == 0
