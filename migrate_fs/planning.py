@@ -47,7 +47,6 @@ class PlanOutcome:
     orphan_count: int
     hashed: dict[str, int]
     folder: Path
-    buckets: int
 
 
 @dataclass(frozen=True)
@@ -128,4 +127,4 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
     running.unlink()
     return PlanOutcome(done.tally, orphans,
                        done.orphans.num_rows if done.orphans is not None else 0, done.hashed,
-                       folder, count)
+                       folder)

@@ -97,9 +97,13 @@ def _all_shards(done: dict[str, Any]) -> bool:
     return len(counts) == 1 and len(done) == int(counts.pop())
 
 
-def _missing_shards(done: dict[str, Any]) -> list[str]:
+def _shards_left(status: RunStatus, step: str) -> str:
+    """For a sharded step that is not complete, which shards to run (else "")."""
+    done = status.shards.get(step, {})
     counts = {int(label.split("/")[1]) for label in done}
-    return [f"{i}/{n}" for n in sorted(counts) for i in range(n) if f"{i}/{n}" not in done]
+    missing = [f"{i}/{n}" for n in sorted(counts) for i in range(n) if f"{i}/{n}" not in done]
+    return f" --shard I/N for the shards that have not finished: {', '.join(missing)}" \
+        if missing else ""
 
 
 def _stage(manifests: str | Path, run: str, stage: str) -> StageStatus:
@@ -130,21 +134,15 @@ def _next_step(status: RunStatus, run: str) -> str:
         return f"wait: {status.busy} is working on this run"
     if not inventory.parts:
         return f"migrate-fs inventory SRC --run {run}"
-    missing = _missing_shards(status.shards.get("inventory", {}))
-    if not inventory.complete and missing:
-        return f"migrate-fs inventory SRC --run {run} --shard I/N for the shards that have " \
-               f"not finished: {', '.join(missing)}"
     if not inventory.complete:
-        return f"migrate-fs inventory SRC --run {run} again (the same sources): it resumes"
+        return f"migrate-fs inventory SRC --run {run}" + (
+            _shards_left(status, "inventory") or " again (the same sources): it resumes")
     if status.plan_interrupted or not plan.complete:
         return f"migrate-fs plan --run {run}"
-    missing = _missing_shards(status.shards.get("write", {}))
-    if not result.complete and missing:
-        return f"migrate-fs write --run {run} --out OUT --shard I/N for the shards that have " \
-               f"not finished: {', '.join(missing)} ({result.pending} objects pending)"
     if not result.complete:
-        return f"migrate-fs write --run {run} --out OUT: it resumes ({result.pending} objects " \
-               "pending)"
+        return f"migrate-fs write --run {run} --out OUT" + (
+            _shards_left(status, "write") or ": it resumes") + \
+            f" ({result.pending} objects pending)"
     if result.failed:
         return f"fix the cause of the {result.failed} failed objects (see the result's " \
                f"result_message), then migrate-fs write --run {run} --out OUT again"

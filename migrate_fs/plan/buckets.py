@@ -74,8 +74,6 @@ KEYS = pa.schema([("hash", pa.uint64()), ("key", pa.string()), ("locator", pa.st
 PATH_KEYS = pa.schema([*KEYS, ("object_id", pa.string())])
 REFS = pa.schema([("rid", pa.int64()), ("uid_bucket", pa.int64()),
                   ("signature_bucket", pa.int64())])
-DIGEST = [("header", pa.string()), ("pixel", pa.string()),
-          ("elements", pa.map_(pa.string(), pa.string())), ("error", pa.string())]
 UID_INFO = pa.schema([("rid", pa.int64()), ("decided", pa.bool_()), ("group", pa.string())])
 COLLISIONS = pa.schema([("rid", pa.int64()), ("kept", pa.string())])
 # One task: a module-level function and its (picklable) arguments.
@@ -138,7 +136,11 @@ def bucket_of(keys: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
     """The bucket of each string: its :func:`key_hash` modulo ``buckets``."""
     if buckets == 1:
         return np.zeros(len(keys), dtype=np.int64)
-    return (key_hash(keys) % np.uint64(buckets)).astype(np.int64)
+    return _modulo(key_hash(keys), buckets)
+
+
+def _modulo(hashes: np.ndarray, buckets: int) -> np.ndarray:
+    return (hashes % np.uint64(buckets)).astype(np.int64)
 
 
 # --- where the phases exchange their data --------------------------------------------------
@@ -307,14 +309,9 @@ def _rids(index: int, n: int) -> np.ndarray:
     return (np.int64(index) << np.int64(GROUP_SHIFT)) + np.arange(n, dtype=np.int64)
 
 
-def _concat(parts: list[pa.Table], columns: list[str]) -> pa.Table:
-    return pa.concat_tables([p.select(columns) for p in parts]) if parts else \
-        pa.table({c: pa.array([], pa.string()) for c in columns})
-
-
 def _local(store: Store, group: Group, config: Config, corrections: pa.Table | None,
            buckets: int) -> pa.Table | None:
-    table = _concat(group.read(DECISION_INPUT), DECISION_INPUT)
+    table = pa.concat_tables(group.read(DECISION_INPUT))
     state, orphans = local_decisions(table, _rids(group.index, table.num_rows), config,
                                      corrections)
     store.write("state", group.index, "state", state)
@@ -338,13 +335,10 @@ def _keys(store: Store, area: str, name: str, key: pa.ChunkedArray | pa.Array,
 def _hashed_keys(store: Store, area: str, name: str, columns: dict[str, Any], mask: pa.Array,
                  schema: pa.Schema, buckets: int) -> None:
     """Keyed rows with their key's hash, each to the bucket of its key."""
-    rows = pa.table({"hash": pa.nulls(len(mask), pa.uint64()), **columns},
-                    schema=schema).filter(mask)
-    hashes = key_hash(rows.column("key"))
-    rows = rows.set_column(0, "hash", pa.array(hashes, pa.uint64()))
-    keys = np.zeros(len(hashes), dtype=np.int64) if buckets == 1 else \
-        (hashes % np.uint64(buckets)).astype(np.int64)
-    _by_key(store, area, name, rows, keys)
+    kept = {name: pc.filter(values, mask) for name, values in columns.items()}
+    hashes = key_hash(kept["key"])
+    rows = pa.table({"hash": pa.array(hashes, pa.uint64()), **kept}, schema=schema)
+    _by_key(store, area, name, rows, _modulo(hashes, buckets))
 
 
 def _colliding(store: Store, area: str, bucket: int, schema: pa.Schema) -> pa.Table:
@@ -393,7 +387,7 @@ def _gather(store: Store, group: Group) -> None:
     refs = refs.group_by("rid").aggregate([("uid_bucket", "max"), ("signature_bucket", "max")])
     base = group.index << GROUP_SHIFT
     rows = pc.subtract(refs.column("rid"), base)
-    table = _concat(group.read(DUPLICATE_INPUT), DUPLICATE_INPUT).take(rows)
+    table = pa.concat_tables(group.read(DUPLICATE_INPUT)).take(rows)
     state = store.read("state", group.index, STATE).take(rows)
     requests = table.append_column("changes", state.column("changes")) \
         .append_column("rid", refs.column("rid")) \
