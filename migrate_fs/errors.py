@@ -60,3 +60,7 @@ class IncompleteStage(MigrateError):
 
 class ClusterError(MigrateError):
     """The dask scheduler given with --scheduler cannot be reached or used."""
+
+
+class ShardsDisagree(MigrateError):
+    """The shards of one step see different work (other manifests, options or settings)."""

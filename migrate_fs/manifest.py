@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -86,6 +86,7 @@ _RESULT = [
     ("result_message", pa.string()),
 ]
 _META = {b"migrate_fs_schema_version": SCHEMA_VERSION.encode()}
+WRITTEN_BY = b"migrate_fs_written_by"  # a part's metadata: "<host> pid <pid>"
 SCHEMAS: dict[str, pa.Schema] = {
     "inventory": pa.schema(_INVENTORY, metadata=_META),
     "plan": pa.schema(_INVENTORY + _PLAN, metadata=_META),
@@ -110,12 +111,14 @@ def stage_dir(manifests: str | Path, run: str, stage: str) -> Path:
 
 def write_part(folder: Path, name: str, rows: list[dict[str, Any]] | pa.Table,
                stage: str) -> Path:
-    """Write rows as ``folder/name.parquet`` atomically (temporary dot name, fsync, rename)."""
+    """Write rows as ``folder/name.parquet`` atomically (temporary dot name, fsync, rename).
+    The part's metadata names the host and process that wrote it (``written_by``)."""
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(rows, pa.Table):
         table = rows.select(SCHEMAS[stage].names).cast(SCHEMAS[stage])
     else:
         table = pa.Table.from_pylist(rows, schema=SCHEMAS[stage])
+    table = table.replace_schema_metadata({**_META, WRITTEN_BY: _writer()})
     final = folder / f"{name}.parquet"
     tmp = folder / f".{name}.parquet.tmp"
     pq.write_table(table, tmp)
@@ -125,9 +128,20 @@ def write_part(folder: Path, name: str, rows: list[dict[str, Any]] | pa.Table,
     return final
 
 
+def _writer() -> bytes:
+    return f"{socket.gethostname()} pid {os.getpid()}".encode()
+
+
+def written_by(folder: Path, name: str) -> str | None:
+    """The host and process that wrote a part (None for parts of earlier releases)."""
+    meta = pq.read_schema(folder / f"{name}.parquet").metadata or {}
+    return meta[WRITTEN_BY].decode() if WRITTEN_BY in meta else None
+
+
 def write_table(path: Path, table: pa.Table) -> None:
-    """Write a side table (such as the corrections orphans) atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write a side table (such as the corrections orphans) atomically (the temporary name
+    is the writer's own: the shards of a plan write the same table at once)."""
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
@@ -178,14 +192,17 @@ def run_lock(manifests: str | Path, run: str, what: str,
 
 @contextlib.contextmanager
 def _locked(path: Path, mode: int, what: str | None, busy: str) -> Iterator[None]:
-    """An flock on ``path`` (``what``, if given, written in it as the holder's line)."""
+    """An flock on ``path`` (``what``, if given, written in it as the holder's line: taken again
+    by this process, for the step of ``run`` that runs now, and put back after it)."""
     key = str(path.resolve())
     if key in _HELD:  # this process holds it already (run: inventory, plan, write)
-        _HELD[key] += 1
+        held = _HELD[key]
+        before = _holder_line(held, what)
         try:
             yield
         finally:
-            _HELD[key] -= 1
+            if before:
+                _holder_line(held, before)
         return
     with open(path, "a+") as f:
         try:
@@ -196,12 +213,8 @@ def _locked(path: Path, mode: int, what: str | None, busy: str) -> Iterator[None
                                           else "a shard's process (see the .lock-shard-* files)")
             raise RunLocked(f"{busy}: {holder} holds {path}; wait for it to end (two processes "
                             "must not write the same manifests at once), or stop it") from None
-        if what is not None:
-            f.seek(0)
-            f.truncate()
-            f.write(f"{what} (pid {os.getpid()} on {socket.gethostname()})")
-            f.flush()
-        _HELD[key] = 1
+        _HELD[key] = f
+        _holder_line(f, what)
         try:
             yield
         finally:
@@ -211,7 +224,23 @@ def _locked(path: Path, mode: int, what: str | None, busy: str) -> Iterator[None
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-_HELD: dict[str, int] = {}
+def _holder_line(f: IO[str], what: str | None) -> str | None:
+    """Write ``what`` (with this process's pid and host) as the holder's line of a held lock
+    file; returns the line it replaced (None, and nothing written, when ``what`` is None)."""
+    if what is None:
+        return None
+    f.seek(0)
+    before = f.read()
+    line = what if what.endswith(")") and "(pid " in what else \
+        f"{what} (pid {os.getpid()} on {socket.gethostname()})"
+    f.seek(0)
+    f.truncate()  # the file is opened for appending: empty, the line is its start
+    f.write(line)
+    f.flush()
+    return before
+
+
+_HELD: dict[str, IO[str]] = {}
 
 
 def lock_holder(manifests: str | Path, run: str) -> str | None:
@@ -227,17 +256,23 @@ def lock_holder(manifests: str | Path, run: str) -> str | None:
         except BlockingIOError:
             return f.read().strip() or "another process"
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    holders = []
-    for shard in sorted(folder.glob(".lock-shard-*")):  # the shards at work, if any
+    holders = [f"shard {name}: {what}" for name, what in shard_holders(manifests, run).items()]
+    return "; ".join(holders) or None
+
+
+def shard_holders(manifests: str | Path, run: str) -> dict[str, str]:
+    """The shards at work on ``run`` now: ``{"i/N": the holder's line}``. Takes nothing."""
+    holders = {}
+    for shard in sorted(run_dir(manifests, run).glob(".lock-shard-*")):
         with open(shard) as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 name = shard.name[len(".lock-shard-"):].replace("of", "/")
-                holders.append(f"shard {name}: {f.read().strip() or 'a process'}")
+                holders[name] = f.read().strip() or "a process"
                 continue
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return "; ".join(holders) or None
+    return holders
 
 
 def remove_parts(folder: Path, names: Iterable[str]) -> None:

@@ -16,8 +16,10 @@ import functools
 import glob
 import itertools
 import os
+import shutil
+import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from migrate_fs.config import Config, load_config
 from migrate_fs.errors import IncompleteStage, OutputError, SourceError, UsageError
 from migrate_fs.execution import (
     Outcome,
+    PhaseBarrier,
     Shard,
     batched,
     named_batches,
@@ -251,7 +254,7 @@ def _step_info(manifests: str | Path, run: str, step: str, done: dict[str, Any],
     if shard is None:
         return {step: done}
     shards = manifest.read_run_info(manifests, run).get(f"{step}_shards", {})
-    shards[shard.label] = done
+    shards[shard.label] = {**done, "host": socket.gethostname()}
     return {f"{step}_shards": shards}
 
 
@@ -294,13 +297,16 @@ def _stage_tally(manifests: str | Path, run: str, stage: str, columns: list[str]
 def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
          config: Config | str | Path | None = None, corrections: str | Path | None = None,
          workers: int = 1, buckets: int | None = None, trial: str | None = None,
-         scheduler: str | None = None) -> PlanDone:
+         scheduler: str | None = None, shard: Shard | None = None,
+         waiting: Callable[[str], None] | None = None) -> PlanDone:
     """Decide for the whole run and write the plan, one part per inventory part.
 
     Row-local decisions run per group of inventory parts, whole-run ones per hash bucket of
     their key (``buckets``: default one per million objects), on ``workers`` processes; no
     process holds a column of the whole run. ``trial`` names a trial plan, written next to the
-    run's own (``<run>/trials/<trial>/plan``) and never executed by ``write``.
+    run's own (``<run>/trials/<trial>/plan``) and never executed by ``write``. With ``shard``,
+    this process runs its share of each phase, and waits for the other shards between phases
+    (``waiting`` is told for which): start every shard's process, with the same options.
     """
     start = time.perf_counter()
     manifests = _absolute(manifests)
@@ -309,11 +315,16 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
     from migrate_fs.plan.corrections import load_corrections  # only a plan imports the plan
 
     table = load_corrections(Path(corrections)) if corrections is not None else None
-    with manifest.run_lock(manifests, run, "migrate-fs plan"):
+    with manifest.run_lock(manifests, run, "migrate-fs plan", _lock_shard(shard)):
         from migrate_fs.planning import plan_run
 
         done = plan_run(run, manifests, settings, table, corrections, workers=workers,
-                        buckets=buckets, trial=trial, scheduler=scheduler)
+                        buckets=buckets, trial=trial, scheduler=scheduler, shard=shard,
+                        waiting=waiting)
+        if shard is not None:
+            manifest.write_run_info(manifests, run, **_step_info(
+                manifests, run, "plan", {"objects": done.tally.objects,
+                                         "seconds": time.perf_counter() - start}, shard))
     return PlanDone(done.tally, done.tally.objects, time.perf_counter() - start,
                     orphans=done.orphans, orphan_count=done.orphan_count, hashed=done.hashed,
                     folder=done.folder)
@@ -587,6 +598,26 @@ def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = Non
         written = write(run=name, out=out, manifests=manifests, workers=workers, quiet=quiet,
                         fsync=fsync, scheduler=scheduler)
     return done, planned, written
+
+
+INVENTORIED = ".inventory-shards"  # <run>/.inventory-shards-<N>: where `run --shard` shards meet
+
+
+def inventory_barrier(manifests: str | Path, run: str, shard: Shard,
+                      waiting: Callable[[str], None] | None = None) -> PhaseBarrier:
+    """Mark this shard's inventory done and wait until every shard of its count has marked
+    its own (``run --shard``: the plan needs the whole inventory); returns the barrier, whose
+    :meth:`~PhaseBarrier.finish` the shard calls once its plan is done (every shard has then
+    passed the barrier: the last to finish removes its folder, see :func:`leave_barrier`)."""
+    folder = manifest.run_dir(_absolute(manifests), run) / f"{INVENTORIED}-{shard.count}"
+    barrier = PhaseBarrier(folder, shard, lambda tasks: iter(()), waiting)
+    barrier([])
+    return barrier
+
+
+def leave_barrier(barrier: PhaseBarrier) -> None:
+    if barrier.finish():
+        shutil.rmtree(barrier.folder, ignore_errors=True)
 
 
 def default_run_name(out: str | Path) -> str:

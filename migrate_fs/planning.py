@@ -12,12 +12,18 @@ The main process holds the part names and the counts, never a column of the run.
 
 A trial plan (``plan --as NAME``) is the same plan written to ``<run>/trials/NAME/plan``, next to
 the run's own, so that plans of one inventory under other rules can be compared; ``write``
-executes the run's own plan only. Nothing here decides: :mod:`.plan` does.
+executes the run's own plan only. With ``--shard i/N`` (several machines sharing the manifests),
+each shard runs its share of every phase and the shards meet between phases in
+``<run>/.plan-work-<N>-<key>/`` (:class:`~migrate_fs.execution.shards.PhaseBarrier`); each ends
+with the whole plan's outcome. Nothing here decides: :mod:`.plan` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +33,9 @@ from joblib import delayed
 
 from migrate_fs import manifest
 from migrate_fs.config import Config
-from migrate_fs.errors import IncompleteStage
+from migrate_fs.errors import IncompleteStage, ShardsDisagree
 from migrate_fs.execution.backends import run_tasks
+from migrate_fs.execution.shards import PhaseBarrier, Shard
 from migrate_fs.plan import attach
 from migrate_fs.plan.buckets import DiskStore, Task, bucket_count, plan_groups
 from migrate_fs.summary import Tally
@@ -88,10 +95,63 @@ def _runner(workers: int, scheduler: str | None) -> Any:
     return run
 
 
+def _work_folder(manifests: str | Path, run: str, names: list[str], settings: Config,
+                 corrections: str | Path | None, count: int, trial: str | None,
+                 shard: Shard | None) -> Path:
+    """Where the phases exchange their data: ``.plan-work``; for a sharded plan, a folder
+    named after everything the shards must agree on (the inventory parts, the settings, the
+    corrections' content, the bucket count, the trial), so that shards started anywhere, in
+    any order, meet in one folder, and a shard run again after a crash finds its work."""
+    root = manifest.run_dir(manifests, run)
+    if shard is None:
+        return root / WORK
+    digest = hashlib.sha256(json.dumps(
+        [names, settings.as_dict(), count, trial, shard.count], sort_keys=True,
+        default=str).encode())
+    if corrections is not None:
+        digest.update(Path(corrections).read_bytes())
+    return root / f"{WORK}-{shard.count}-{digest.hexdigest()[:16]}"
+
+
+def _watch(manifests: str | Path, run: str, work: Path, shard: Shard) -> Callable[[], None]:
+    """Announce this shard's work folder (``<run>/.plan-shard-<i>of<N>``) and return the check
+    that a waiting shard makes: no other shard is still taking its inventory, and none is
+    planning with another work folder (other inventory parts or options: they would wait for
+    each other for ever)."""
+    root = manifest.run_dir(manifests, run)
+    (root / f".plan-shard-{shard.index}of{shard.count}").write_text(work.name)
+
+    def watch() -> None:
+        for label, holder in manifest.shard_holders(manifests, run).items():
+            index, count = (int(n) for n in label.split("/"))
+            if "inventory" in holder:
+                raise ShardsDisagree(f"shard {label} is still taking its inventory ({holder}): "
+                                     "plan once every inventory shard has finished")
+            try:
+                theirs = (root / f".plan-shard-{index}of{count}").read_text()
+            except FileNotFoundError:
+                continue
+            if count == shard.count and index != shard.index and "plan" in holder \
+                    and theirs != work.name:
+                raise ShardsDisagree(
+                    f"shard {label} plans other inventory parts or with other options "
+                    f"({holder}): give every shard the same --config, --corrections, "
+                    "--buckets and --as, once every inventory shard has finished")
+    watch()
+    return watch
+
+
 def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table | None,
              corrections: str | Path | None, *, workers: int = 1, buckets: int | None = None,
-             trial: str | None = None, scheduler: str | None = None) -> PlanOutcome:
-    """Plan every inventory row of ``run`` into its plan folder (the run's, or a trial's)."""
+             trial: str | None = None, scheduler: str | None = None,
+             shard: Shard | None = None,
+             waiting: Callable[[str], None] | None = None) -> PlanOutcome:
+    """Plan every inventory row of ``run`` into its plan folder (the run's, or a trial's).
+
+    With ``shard``, this process runs its share of each phase's tasks and meets the other
+    shards between phases (:class:`~migrate_fs.execution.shards.PhaseBarrier`; ``waiting`` is
+    told whom it waits for); every shard ends with the whole plan's outcome, and the last to
+    finish removes the work folder."""
     source = manifest.stage_dir(manifests, run, "inventory")
     names = manifest.stage_parts(manifests, run, "inventory")
     folder = plan_folder(manifests, run, trial)
@@ -100,15 +160,24 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
     count = buckets or bucket_count(rows)
     groups = [_Parts(i, str(source), str(folder), tuple(names[start:start + GROUP_PARTS]))
               for i, start in enumerate(range(0, len(names), GROUP_PARTS))]
-    store = DiskStore(str(manifest.run_dir(manifests, run) / WORK))
-    store.clear()
+    work = _work_folder(manifests, run, names, settings, corrections, count, trial, shard)
+    store = DiskStore(str(work / "store"))
+    if shard is None:  # no shard runs (the run's lock is exclusive): every work folder goes
+        for stale in manifest.run_dir(manifests, run).glob(f"{WORK}*"):
+            shutil.rmtree(stale, ignore_errors=True)
     old = manifest.part_names(folder)
     running = folder.parent / RUNNING
     running.parent.mkdir(parents=True, exist_ok=True)
     running.touch()  # until the last part is written: the plan folder mixes two plans
-    done = plan_groups(groups, store, _runner(workers, scheduler), settings, table, count)
-    store.clear()
+    runner = _runner(workers, scheduler)
+    barrier = None if shard is None else PhaseBarrier(
+        work / "phases", shard, runner, waiting, _watch(manifests, run, work, shard))
+    done = plan_groups(groups, store, barrier or runner, settings, table, count)
+    # every shard has done every phase: the plan folder is complete (each shard removes the
+    # stale parts and the running marker, so that its own write may start at once)
     manifest.remove_parts(folder, old - set(names))
+    if barrier is None or barrier.finish():  # the last shard to get here: the work is done
+        shutil.rmtree(work, ignore_errors=True)
     if done.tally.objects != rows:
         raise IncompleteStage(f"the plan decided {done.tally.objects} of {rows} objects: run "
                               "the same command again")
@@ -124,7 +193,7 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
         trials = manifest.read_run_info(manifests, run).get("trials", {})
         trials[trial] = {**info, "folder": str(folder)}
         manifest.write_run_info(manifests, run, trials=trials)
-    running.unlink()
+    running.unlink(missing_ok=True)
     return PlanOutcome(done.tally, orphans,
                        done.orphans.num_rows if done.orphans is not None else 0, done.hashed,
                        folder)

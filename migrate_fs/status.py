@@ -70,7 +70,7 @@ def run_status(manifests: str | Path, run: str) -> RunStatus:
                            f"start it with migrate-fs inventory SRC --run {run}"
         return status
     info = manifest.read_run_info(manifests, run)
-    status.shards = {step: info[f"{step}_shards"] for step in ("inventory", "write")
+    status.shards = {step: info[f"{step}_shards"] for step in ("inventory", "plan", "write")
                      if info.get(f"{step}_shards")}
     inventory = _stage(manifests, run, "inventory")
     if inventory.parts and info.get("inventory"):
@@ -138,7 +138,7 @@ def _next_step(status: RunStatus, run: str) -> str:
         return f"migrate-fs inventory SRC --run {run}" + (
             _shards_left(status, "inventory") or " again (the same sources): it resumes")
     if status.plan_interrupted or not plan.complete:
-        return f"migrate-fs plan --run {run}"
+        return f"migrate-fs plan --run {run}" + _shards_left(status, "plan")
     if not result.complete:
         return f"migrate-fs write --run {run} --out OUT" + (
             _shards_left(status, "write") or ": it resumes") + \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -58,6 +59,11 @@ def test_three_shards_in_any_order_equal_the_local_run(export: Path, tmp_path: P
     assert {n[:14] for n in names if n.startswith("part-")} == \
         {f"part-s00{i}of003" for i in range(3)}  # each shard wrote its own parts
     assert rows(sharded / "m", "inventory") == rows(local / "m", "inventory")
+    # each part names the host and process that wrote it: one process per shard
+    folder = manifest.stage_dir(m, "r", "inventory")
+    writers = {n[:14]: manifest.written_by(folder, n) for n in names if n.startswith("part-")}
+    assert len(set(writers.values())) == 3
+    assert all(w and w.startswith(f"{socket.gethostname()} pid ") for w in writers.values())
     assert cli("plan", "--run", "r", "--manifests", m, "--workers", "1").returncode == 0
     assert status(sharded / "m")["result"]["pending"] == len(rows(local / "m", "result"))
     for i in (1, 2, 0):
@@ -72,6 +78,7 @@ def test_three_shards_in_any_order_equal_the_local_run(export: Path, tmp_path: P
     info = manifest.read_run_info(sharded / "m", "r")
     assert sorted(info["inventory_shards"]) == sorted(info["write_shards"]) == \
         ["0/3", "1/3", "2/3"]
+    assert {s["host"] for s in info["write_shards"].values()} == {socket.gethostname()}
     assert sum(s["objects"] for s in info["write_shards"].values()) == len(rows(local / "m",
                                                                              "result"))
     # a shard run again redoes nothing and duplicates nothing
@@ -116,3 +123,27 @@ def test_a_shard_with_no_work_of_its_own_ends_cleanly(export: Path, tmp_path: Pa
     assert idle
     assert main(["write", "--run", "r", "--manifests", m, "--out", str(tmp_path / "out"),
                  "--shard", f"{idle[0]}/{many}", "--workers", "1", "--quiet"]) == 0
+
+
+def test_run_on_three_shards_at_once_equals_the_local_run(export: Path, tmp_path: Path) -> None:
+    """One command per machine: `run --shard I/N` takes its inventory share, waits for the
+    other shards, plans its share of each phase with them and writes its share."""
+    local, sharded = tmp_path / "local", tmp_path / "sharded"
+    assert main(["run", str(export), "--out", str(local / "out"), "--run", "r", "--manifests",
+                 str(local / "m"), "--workers", "1", "--quiet"]) == 0
+    procs = []
+    for i in (2, 0, 1):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "migrate_fs", "run", str(export), "--out",
+             str(sharded / "out"), "--run", "r", "--manifests", str(sharded / "m"),
+             "--workers", "1", "--shard", f"{i}/3"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert any("waiting for shard(s)" in err for _, err in outputs)
+    assert content_digest(sharded / "out") == content_digest(local / "out")
+    for stage in ("inventory", "plan", "result"):
+        assert rows(sharded / "m", stage) == rows(local / "m", stage), stage
+    run = manifest.run_dir(sharded / "m", "r")
+    assert not list(run.glob(".plan-work*")) and not list(run.glob(".inventory-shards*"))
+    assert status(sharded / "m")["next_step"].startswith("nothing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from migrate_fs.cli import common
@@ -17,7 +18,8 @@ HELP = "decide what happens to every object; print the report"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help=HELP, description=HELP, parents=[
-        common.run_parent(), common.workers_parent(), common.plan_parent()])
+        common.run_parent(), common.workers_parent(), common.plan_parent(),
+        common.shard_parent()])
     p.add_argument("--as", dest="trial", metavar="NAME",
                    help="a trial plan: write it to MANIFESTS/RUN/trials/NAME/plan, beside the "
                         "run's own plan (which `write` executes), to compare rules")
@@ -32,8 +34,14 @@ def handle(args: argparse.Namespace) -> int:
     report(pipeline.plan(run=args.run, manifests=args.manifests, config=args.config,
                          corrections=args.corrections, workers=args.workers,
                          buckets=getattr(args, "buckets", None),
-                         trial=getattr(args, "trial", None), scheduler=args.scheduler), args)
+                         trial=getattr(args, "trial", None), scheduler=args.scheduler,
+                         shard=getattr(args, "shard", None),
+                         waiting=None if args.quiet else say), args)
     return 0
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def blocking_remedies(tally: Tally) -> list[tuple[str, str]]:

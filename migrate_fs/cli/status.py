@@ -39,8 +39,10 @@ def handle(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
     for step, done in status.shards.items():
-        print(f"{step} shards: " + ", ".join(f"{label} {figures.get('objects', 0)} objects"
-                                             for label, figures in sorted(done.items())))
+        print(f"{step} shards: " + ", ".join(
+            f"{label} {figures.get('objects', 0)} objects"
+            + (f" on {figures['host']}" if figures.get("host") else "")
+            for label, figures in sorted(done.items())))
     if status.busy:
         print(f"busy: {status.busy}")
     if status.plan_interrupted:

@@ -15,7 +15,7 @@ from migrate_fs.execution.batches import (
     run_streams,
     table_rows,
 )
-from migrate_fs.execution.shards import Shard
+from migrate_fs.execution.shards import PhaseBarrier, Shard
 
-__all__ = ["Outcome", "Shard", "batched", "named_batches", "part_key", "progress", "run_batches",
-           "run_streams", "table_rows"]
+__all__ = ["Outcome", "PhaseBarrier", "Shard", "batched", "named_batches", "part_key",
+           "progress", "run_batches", "run_streams", "table_rows"]

@@ -5,16 +5,24 @@ path, a plan part by its name) to exactly one of N shards, by a stable hash of i
 that N processes started anywhere, in any order, each do a disjoint share and the union of
 their manifest parts is the run. A shard's parts carry its name (``part-s<i>of<N>-...``); a
 shard never removes another's parts, and one lock per shard keeps two processes off one
-shard. Knows nothing of DICOM.
+shard. A step in phases that are barriers across the whole run (the plan) runs its phases
+through a :class:`PhaseBarrier`: the shards meet between phases in a shared folder. Knows
+nothing of DICOM.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
+import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from migrate_fs.errors import UsageError
+from migrate_fs.errors import ShardsDisagree, UsageError
 
 
 @dataclass(frozen=True)
@@ -49,3 +57,94 @@ class Shard:
         same count (an unsharded part, or one of another count, is stale: removed)."""
         return re.match(rf"part-s\d{{3}}of{self.count:03d}-", name) is not None and \
             not name.startswith(self.prefix)
+
+
+# --- a step in phases (the plan): each shard runs its share, the shards meet between phases ---
+
+Task = tuple[Callable[..., Any], tuple[Any, ...]]
+POLL_SECONDS = 0.25
+
+
+def _kept(folder: str, index: int, function: Callable[..., Any], arguments: tuple[Any, ...]
+          ) -> None:
+    """Run one task of a phase and keep its result as ``t<index>.pkl`` in the phase's folder
+    (written under a dot name and renamed: the file is there only when the task is done)."""
+    result = function(*arguments)
+    final = Path(folder, f"t{index:06d}.pkl")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, final)
+
+
+@dataclass
+class PhaseBarrier:
+    """A runner of phases (lists of tasks, as :mod:`migrate_fs.plan.buckets` hands them) for one
+    shard of a step that N processes run at once, on machines sharing ``folder``: of each phase,
+    this shard runs the tasks ``j`` with ``j mod N == i`` on ``run`` (its own workers), keeps
+    their results in ``folder/phase-<k>/``, marks its share done and waits until every shard
+    has; then every shard gets the results of all the phase's tasks, in order, as one process
+    running them all would. A task whose result is there already (a shard run again after a
+    crash) is not run again. Every shard must see the same phases: the task counts are
+    compared, and a shard that sees another count stops with :class:`ShardsDisagree`.
+    ``waiting`` is told, once per phase, which shards it waits for; ``watch`` is called at each
+    look while waiting (the caller's check that the other shards are on the same work)."""
+
+    folder: Path
+    shard: Shard
+    run: Callable[[list[Task]], Iterable[Any]]
+    waiting: Callable[[str], None] | None = None
+    watch: Callable[[], None] | None = None  # called while waiting: may raise to stop it
+    phase: int = 0
+
+    def __call__(self, tasks: list[Task]) -> list[Any]:
+        here = self.folder / f"phase-{self.phase:03d}"
+        self.phase += 1
+        here.mkdir(parents=True, exist_ok=True)
+        mine = [j for j in range(len(tasks)) if j % self.shard.count == self.shard.index
+                and not (here / f"t{j:06d}.pkl").exists()]
+        for _ in self.run([(_kept, (str(here), j, *tasks[j])) for j in mine]):
+            pass
+        marker = here / f"done-{self.shard.index}of{self.shard.count}"
+        marker.write_text(str(len(tasks)))
+        self._wait(here, len(tasks))
+        results = []
+        for j in range(len(tasks)):
+            with open(here / f"t{j:06d}.pkl", "rb") as f:
+                results.append(pickle.load(f))
+        return results
+
+    def _wait(self, here: Path, count: int) -> None:
+        told = False
+        while True:
+            left = []
+            for i in range(self.shard.count):
+                marker = here / f"done-{i}of{self.shard.count}"
+                try:
+                    seen = int(marker.read_text() or -1)
+                except FileNotFoundError:
+                    left.append(f"{i}/{self.shard.count}")
+                    continue
+                if seen != count:
+                    raise ShardsDisagree(
+                        f"shard {i}/{self.shard.count} saw {seen} tasks in phase {here.name} "
+                        f"of {self.folder}, this shard {count}: the shards see different "
+                        "manifests; run every shard with the same options, after the step "
+                        "before it has finished on every shard")
+            if not left:
+                return
+            if self.watch is not None:
+                self.watch()
+            if not told and self.waiting is not None:
+                self.waiting(f"shard {self.shard.label}: waiting for shard(s) "
+                             f"{', '.join(left)} to finish {here.name}")
+                told = True
+            time.sleep(POLL_SECONDS)
+
+    def finish(self) -> bool:
+        """Mark this shard finished with every phase; True for the shard that sees all of
+        them finished (the last): it alone may remove the phases' folder."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"end-{self.shard.index}of{self.shard.count}").touch()
+        return all((self.folder / f"end-{i}of{self.shard.count}").exists()
+                   for i in range(self.shard.count))
