@@ -467,7 +467,7 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
     names = manifest.stage_parts(manifests, run, "plan")
     plan_folder = manifest.stage_dir(manifests, run, "plan")
     files = [n for n in names if not _is_stream_part(n)
-             and (shard is None or shard.owns(n))]
+             and (shard is None or shard.owns_part(n))]
     planned = manifest.stage_rows(manifests, run, "plan", files if shard is not None else names)
     running = manifest.run_dir(manifests, run) / (
         ".write.running" if shard is None else f".write.running-{shard.prefix[5:-1]}")

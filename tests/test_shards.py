@@ -118,7 +118,7 @@ def test_a_shard_with_no_work_of_its_own_ends_cleanly(export: Path, tmp_path: Pa
     parts = len(manifest.part_names(manifest.stage_dir(m, "r", "plan")))
     many = parts * 50  # far more shards than plan parts and dumps: most own nothing
     idle = [i for i in range(many) if not any(
-        __import__("migrate_fs.execution.shards", fromlist=["Shard"]).Shard(i, many).owns(n)
+        __import__("migrate_fs.execution.shards", fromlist=["Shard"]).Shard(i, many).owns_part(n)
         for n in manifest.part_names(manifest.stage_dir(m, "r", "plan")))]
     assert idle
     assert main(["write", "--run", "r", "--manifests", m, "--out", str(tmp_path / "out"),
@@ -147,3 +147,19 @@ def test_run_on_three_shards_at_once_equals_the_local_run(export: Path, tmp_path
     run = manifest.run_dir(sharded / "m", "r")
     assert not list(run.glob(".plan-work*")) and not list(run.glob(".inventory-shards*"))
     assert status(sharded / "m")["next_step"].startswith("nothing")
+
+
+def test_plan_parts_go_to_shards_evenly_and_follow_the_inventory_split() -> None:
+    from migrate_fs.execution.shards import Shard
+
+    plain = [f"part-{i:06d}-abcdef{i:06d}" for i in range(20)]
+    sharded = [f"part-s{s:03d}of003-{i:06d}-0123456789ab" for s in range(3) for i in range(7)]
+    for names in (plain, sharded, ["a1f2e3d4c5b6a7f8-000001"]):
+        owners = [[i for i in range(3) if Shard(i, 3).owns_part(n)] for n in names]
+        assert all(len(o) == 1 for o in owners)  # every part has exactly one shard
+    counts = [sum(Shard(i, 3).owns_part(n) for n in plain) for i in range(3)]
+    assert counts == [7, 7, 6]  # round robin: 20 parts as evenly as they go
+    # a part of an inventory sharded the same way is written by the shard that read it
+    assert all(Shard(int(n[6:9]), 3).owns_part(n) for n in sharded)
+    other = [sum(Shard(i, 2).owns_part(n) for n in sharded) for i in range(2)]
+    assert sorted(other) == [10, 11]  # another count: round robin over the index and shard

@@ -24,6 +24,8 @@ from typing import Any
 
 from migrate_fs.errors import ShardsDisagree, UsageError
 
+_PART = re.compile(r"part-(?:s(\d{3})of(\d{3})-)?(\d{6})-")
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -42,6 +44,19 @@ class Shard:
     def owns(self, key: str) -> bool:
         """Whether this shard does the work named ``key``."""
         return zlib.crc32(key.encode("utf-8", "surrogateescape")) % self.count == self.index
+
+    def owns_part(self, name: str) -> bool:
+        """Whether this shard does the work of a batch part ``name`` (a plan part: the write of
+        its objects). A part of an inventory sharded the same way is its shard's (the split the
+        inventory made, evenly by object); another batch part goes by its index, round robin
+        (even, where a hash of a few dozen names is not); any other name by its hash."""
+        found = _PART.match(name)
+        if found is None:
+            return self.owns(name)
+        shard, count, index = found.groups()
+        if shard is not None and int(count) == self.count:
+            return int(shard) == self.index
+        return (int(index) + int(shard or 0)) % self.count == self.index
 
     @property
     def label(self) -> str:
@@ -62,7 +77,8 @@ class Shard:
 # --- a step in phases (the plan): each shard runs its share, the shards meet between phases ---
 
 Task = tuple[Callable[..., Any], tuple[Any, ...]]
-POLL_SECONDS = 0.25
+POLL_FIRST, POLL_SECONDS = 0.005, 0.5  # a shard looks for the others' markers: the first
+# pause, and the longest (the pauses double: a phase of a small run costs milliseconds)
 
 
 def _kept(folder: str, index: int, function: Callable[..., Any], arguments: tuple[Any, ...]
@@ -115,7 +131,7 @@ class PhaseBarrier:
         return results
 
     def _wait(self, here: Path, count: int) -> None:
-        told = False
+        told, pause = False, POLL_FIRST
         while True:
             left = []
             for i in range(self.shard.count):
@@ -139,7 +155,8 @@ class PhaseBarrier:
                 self.waiting(f"shard {self.shard.label}: waiting for shard(s) "
                              f"{', '.join(left)} to finish {here.name}")
                 told = True
-            time.sleep(POLL_SECONDS)
+            time.sleep(pause)
+            pause = min(pause * 2, POLL_SECONDS)
 
     def finish(self) -> bool:
         """Mark this shard finished with every phase; True for the shard that sees all of
