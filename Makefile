@@ -20,7 +20,9 @@ demo: venv
 	rm -rf sample_export sample_export.* out manifests/demo
 	$(BIN)/python scripts/make_sample_export.py sample_export
 	$(BIN)/migrate-fs run sample_export --out out --run demo
+	$(BIN)/migrate-fs report --run demo --html manifests/demo/report/report.html
 	@echo "Output: ./out   Manifests: ./manifests/demo/{inventory,plan,result}"
+	@echo "Report (one HTML file, open it in a browser): ./manifests/demo/report/report.html"
 	@echo "Plan again with the example rules and legacy DB corrections:"
 	@echo "  $(BIN)/migrate-fs plan --run demo --config sample_export.rules.toml --corrections sample_export.corrections.csv"
 
@@ -35,6 +37,7 @@ check: lint test
 
 bench: venv
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_diff.py
 
 clean:
 	rm -rf $(VENV) sample_export sample_export.* out manifests/demo .pytest_cache

@@ -50,6 +50,12 @@ class CorrectionsError(MigrateError):
     what to fix."""
 
 
+class ReconcileError(MigrateError):
+    """Reconcile cannot compare: the legacy database's export is unusable (the message names
+    the file, the column or rows, and what to fix), or the manifests cannot be read within the
+    memory limit."""
+
+
 class DecoderError(MigrateError):
     """The decoder process of the decode check could not start (see [pixel] decoder)."""
 

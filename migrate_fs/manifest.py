@@ -26,7 +26,7 @@ from migrate_fs.errors import OutputError, RunLocked, StageMissing
 from migrate_fs.header import ATTRIBUTES
 from migrate_fs.problems import CHANGE, PROBLEM
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 STAGES = ("inventory", "plan", "result")
 
 ELEMENT = pa.struct([("tag", pa.string()), ("vr", pa.string()), ("value", pa.binary())])
@@ -85,12 +85,26 @@ _RESULT = [
     ("output_sha256", pa.string()),
     ("result_message", pa.string()),
 ]
+# The verify stage (``migrate-fs verify``): one row per migrated object checked, with only
+# these columns (join the result on object_id for the rest). Since version 5.
+_VERIFY = [
+    ("object_id", pa.string()),
+    ("locator", pa.string()),
+    ("output_path", pa.string()),
+    ("verify_status", pa.string()),  # ok | failed
+    ("problems", pa.list_(PROBLEM)),  # the failed checks, severity "blocking"
+    ("pixel_compared", pa.bool_()),
+    ("output_size", pa.int64()),  # as found
+    ("output_sha256", pa.string()),  # as found
+    ("pixel_sha256", pa.string()),  # of the output's Pixel Data value, when compared
+]
 _META = {b"migrate_fs_schema_version": SCHEMA_VERSION.encode()}
 WRITTEN_BY = b"migrate_fs_written_by"  # a part's metadata: "<host> pid <pid>"
 SCHEMAS: dict[str, pa.Schema] = {
     "inventory": pa.schema(_INVENTORY, metadata=_META),
     "plan": pa.schema(_INVENTORY + _PLAN, metadata=_META),
     "result": pa.schema(_INVENTORY + _PLAN + _RESULT, metadata=_META),
+    "verify": pa.schema(_VERIFY, metadata=_META),
 }
 
 

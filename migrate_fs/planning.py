@@ -33,9 +33,9 @@ from joblib import delayed
 
 from migrate_fs import manifest
 from migrate_fs.config import Config
-from migrate_fs.errors import IncompleteStage, ShardsDisagree
+from migrate_fs.errors import IncompleteStage, MigrateError, ShardsDisagree
 from migrate_fs.execution.backends import run_tasks
-from migrate_fs.execution.shards import PhaseBarrier, Shard
+from migrate_fs.execution.shards import PhaseBarrier, Shard, write_marker
 from migrate_fs.plan import attach
 from migrate_fs.plan.buckets import DiskStore, Task, bucket_count, plan_groups
 from migrate_fs.summary import Tally
@@ -119,7 +119,7 @@ def _watch(manifests: str | Path, run: str, work: Path, shard: Shard) -> Callabl
     planning with another work folder (other inventory parts or options: they would wait for
     each other for ever)."""
     root = manifest.run_dir(manifests, run)
-    (root / f".plan-shard-{shard.index}of{shard.count}").write_text(work.name)
+    write_marker(root / f".plan-shard-{shard.index}of{shard.count}", work.name)
 
     def watch() -> None:
         for label, holder in manifest.shard_holders(manifests, run).items():
@@ -172,7 +172,12 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
     runner = _runner(workers, scheduler)
     barrier = None if shard is None else PhaseBarrier(
         work / "phases", shard, runner, waiting, _watch(manifests, run, work, shard))
-    done = plan_groups(groups, store, barrier or runner, settings, table, count)
+    try:
+        done = plan_groups(groups, store, barrier or runner, settings, table, count)
+    except MigrateError as exc:
+        if barrier is not None:  # the other shards would wait for this one for ever
+            barrier.stop(str(exc))
+        raise
     # every shard has done every phase: the plan folder is complete (each shard removes the
     # stale parts and the running marker, so that its own write may start at once)
     manifest.remove_parts(folder, old - set(names))

@@ -18,7 +18,11 @@ import pyarrow as pa
 Severity = Literal["error", "warning", "skip"]
 
 # A problem entry and a change entry, as the manifests' ``problems`` and ``changes`` hold them.
-PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string())])
+# ``severity`` is what the problem meant for this object in the plan (SEVERITIES; null in the
+# inventory, which decides nothing).
+PROBLEM = pa.struct([("code", pa.string()), ("message", pa.string()),
+                     ("severity", pa.string())])
+SEVERITIES = ("info", "fixed", "warning", "blocking")
 CHANGE = pa.struct([("tag", pa.string()), ("keyword", pa.string()), ("old", pa.string()),
                     ("new", pa.string()), ("rule", pa.string())])
 
@@ -221,6 +225,34 @@ CATALOGUE: dict[str, Code] = {
              "A different file already exists at the output path; it was not overwritten."),
         Code("write_failed", "error",
              "Writing the output failed (see the message: disk full, permissions, ...)."),
+        # Found by `migrate-fs verify` in a written output: each is a failed check (the verify
+        # fails, exit code 4); the source's own problems there are unreadable_source and
+        # source_changed (the pixel data could not be compared).
+        Code("output_missing", "error",
+             "verify: the output the result records is not at its path (or is a symbolic link, "
+             "not a regular file, or cannot be opened)."),
+        Code("output_size_mismatch", "error",
+             "verify: the output's size is not the output_size the result records."),
+        Code("output_sha256_mismatch", "error",
+             "verify: the output's SHA-256 is not the output_sha256 the result records: it "
+             "changed (or was damaged) after it was written."),
+        Code("output_not_part10", "error",
+             "verify: pydicom cannot read the output as a Part 10 file (no preamble and 'DICM', "
+             "a broken header, or an empty dataset)."),
+        Code("file_meta_mismatch", "error",
+             "verify: the output's file meta disagrees with its dataset or the plan "
+             "(MediaStorageSOPClassUID, MediaStorageSOPInstanceUID, TransferSyntaxUID)."),
+        Code("output_uid_mismatch", "error",
+             "verify: the output's SOPClassUID, SOPInstanceUID, StudyInstanceUID, "
+             "SeriesInstanceUID or PatientID is not the plan's (or is encoded as UN)."),
+        Code("output_change_missing", "error",
+             "verify: a planned change (a changes entry) does not hold in the output: the "
+             "element has another value, another VR, or is absent (or present, for a removal)."),
+        Code("pixel_data_differs", "error",
+             "verify: the output's Pixel Data value (for encapsulated data the whole "
+             "encapsulated value) is not the source's as the writer writes it (byte for byte; "
+             "big endian values swapped): compared for the sample, or for every object with "
+             "--all."),
     ]
 }
 
@@ -255,6 +287,23 @@ def first_blocking(problems: Iterable[Mapping[str, str]],
                    policies: Mapping[str, str] | None = None) -> str | None:
     """The code of the first problem that stops migration, or None."""
     return next((p["code"] for p in problems if blocks(p["code"], policies)), None)
+
+
+def outcome_severity(code: str, message: str | None, migrated: bool, reason: str | None,
+                     policies: Mapping[str, str] | None = None) -> str:
+    """What a problem meant for its object (one of SEVERITIES): ``info`` for a code that
+    only says why an object is deliberately not migrated (an archive, a copy: severity skip);
+    ``blocking`` when it stopped the object (its reason, or a code that stops migration under
+    the run's policies, on an object not migrated); ``fixed`` when a rule repaired it (its
+    message starts with ``fixed:``, its change is in ``changes``); else ``warning`` (migrated
+    with the problem as it is)."""
+    if CATALOGUE[code].severity == "skip":
+        return "info"
+    if not migrated and (code == reason or blocks(code, policies)):
+        return "blocking"
+    if message is not None and message.startswith("fixed:"):
+        return "fixed"
+    return "warning"
 
 
 def markdown_table() -> str:

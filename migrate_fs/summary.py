@@ -8,8 +8,10 @@ Nothing here reads or writes a manifest.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -81,6 +83,20 @@ class Tally:
         for i, s in enumerate(self.sums, 1):
             columns[s] = pa.array([c[i] for _, c in rows], pa.int64())
         return pa.table(columns)
+
+
+def as_json(tally: Tally, step: str, **extra: Any) -> str:
+    """A step's summary as one line of JSON, for scripts: its objects and bytes, the objects
+    (and sums) by each combination of the stage's keys, and objects per problem code; with
+    ``extra`` (figures of the step, paths) beside them."""
+    by = [{**dict(zip(tally.keys, key, strict=True)), "objects": counts[0],
+           **dict(zip(tally.sums, counts[1:], strict=True))}
+          for key, counts in sorted(tally.groups.items(),
+                                    key=lambda kv: (-kv[1][0], tuple(map(str, kv[0]))))]
+    return json.dumps({"step": step, "objects": tally.objects,
+                       **{s: tally.total(s) for s in tally.sums}, "by": by,
+                       "problems": dict(sorted(tally.codes.items())), **extra},
+                      default=str)
 
 
 def _codes_per_object(problems: pa.ChunkedArray | pa.Array) -> Counter[str]:

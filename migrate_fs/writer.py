@@ -107,7 +107,8 @@ def execute(row: dict[str, Any], out_root: Path, *, fsync: bool = False,
     row.update(write_object(row, out_root, fsync=fsync, source=source))
     if row["status"] == "failed":
         row["problems"] = [*(row["problems"] or []),
-                           {"code": row["reason"], "message": row["result_message"]}]
+                           {"code": row["reason"], "message": row["result_message"],
+                            "severity": "blocking"}]
     return row
 
 

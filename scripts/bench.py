@@ -6,6 +6,8 @@ Usage (``make bench`` runs the default)::
     python scripts/bench.py [--quick] [--repeat 3] [--only NAME...]
     python scripts/bench.py --only tar     # the tape-dump runs and the folder runs they match
     python scripts/bench.py --only scale --scale-rows 1000000   # the plan at scale only
+    python scripts/bench.py --only execution   # local, 2 static shards and dask, side by side
+    python scripts/bench.py --only scale-dask  # the plan of the largest scale size on dask
 
 What it does, all of it below ``bench/`` (git-ignored):
 
@@ -30,12 +32,26 @@ What it does, all of it below ``bench/`` (git-ignored):
    ``bench/data/<name>-<hash>.tar[.gz]``). Each command runs under ``/usr/bin/time -v`` (peak
    RSS of the largest single process; user and system CPU time) while a sampler polls
    ``/proc`` for the whole process tree.
+   On 'images' and 'tiny' also the execution backends (issue 15, ``--only execution``), in
+   the same rounds: "2 shards as 2 processes" (``shards-2``) is this file's driver
+   (``bench.py _shards``, timed as one command: its process tree holds every migrate-fs
+   process) simulating two workstations on one machine: per step, one process per shard at
+   once, the next step once both have ended: ``inventory --shard I/2 --workers 1``, then the
+   plan (``plan --shard I/2 --workers 1`` per shard, at once, when the plan has ``--shard``,
+   read from its ``--help``; else one ``plan --workers 2``), then ``write --shard I/2
+   --workers 1``. "dask" (``dask-2``) is ``migrate-fs run --scheduler`` on a cluster started
+   once per export: ``dask scheduler`` and two ``dask worker --nthreads 1 --no-nanny`` on
+   127.0.0.1, stopped by PID at the end; they are not the command's children, so the sampler
+   also polls them (and their children): their CPU during the run counts as the command's,
+   and their peak RSS as processes of its own.
 3. Separately: one ~1 GB multi-frame object (``migrate-fs run``, 2 workers, on the folder and
    on a ``.tar.gz`` of it), and the scale rows (issue 14, "A plan for 10^8 objects"):
    ``migrate-fs plan`` (``--workers 2`` when the plan has the option, detected from its
    ``--help``) on a real inventory replicated to 1,000,000, 5,000,000 and 10,000,000 rows
    (``--scale-rows``; 100,000 and 500,000 with ``--quick``), once each, measured up to
-   ``--scale-timeout`` (45 min: past the 15 min target, not killed at it). The real inventory is
+   ``--scale-timeout`` (45 min: past the 15 min target, not killed at it); and, as
+   ``scale-dask``, ``migrate-fs plan --scheduler`` of the largest size on a dask cluster started
+   for it as above (its workers' and scheduler's CPU and RSS counted). The real inventory is
    ``migrate-fs inventory`` of 'tiny-headers' plus a folder of hard links to one file in 100
    (exact second copies, as archives hold), cached in ``bench/data/<export>.scale-<key>``;
    ``scripts/replicate_inventory.py`` repeats its rows with unique object ids, locators
@@ -48,14 +64,18 @@ What it does, all of it below ``bench/`` (git-ignored):
    Parquet footers of ``<run>/plan`` (every row decided), then the plan folder is deleted.
 4. Prints the machine, a Markdown table per export (wall seconds, CPU ms per object: user +
    system CPU seconds of the whole process tree over the files the method covers, the median
-   over the timed runs; and the user/system split), the tar-versus-folder comparison, the scale
-   table (rows, wall s, CPU s and us per row, peak RSS of the largest process and of the tree,
-   rows decided, and a paper estimate for 10^8 objects on one 16-core node: CPU per row at the
-   largest size x 10^8 / 16, assuming linear time and I/O not the bound) and the targets check
+   over the timed runs; and the user/system split), the tar-versus-folder comparison, the
+   execution table per export (local with 1 and 2 workers, 2 shards, dask: files/s, the ratio
+   to the local run with 2 workers, CPU per object with the dask processes', the peak RSS of
+   the largest process and of each worker), the scale table (rows, wall s, CPU s and us per
+   row, peak RSS of the largest process and of the tree, rows decided, and a paper estimate
+   for 10^8 objects on one 16-core node: CPU per row at the largest size x 10^8 / 16, assuming
+   linear time and I/O not the bound; and the row on dask) and the targets check
    (issues 13 and 14: measured value, threshold, met or not; among them the plan at 10^7 rows
    within 3 GB for its largest process and 15 min, memory flat and time linear from the
    smallest size to the largest, and the sampled main-process RSS of ``write`` and of the run
-   on the tar of 'tiny' under 200 MB and flat against 'images', 10x fewer objects); writes
+   on the tar of 'tiny' under 200 MB and flat against 'images', 10x fewer objects; issue 15:
+   dask and 2 shards each at least 0.9x the files/s of the local run with 2 workers); writes
    ``bench/results.md`` and ``bench/results.json`` (every repetition's raw numbers).
 
 A method that fails prints its error and the benchmark goes on. DCMTK and GDCM come from the
@@ -96,7 +116,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +155,9 @@ SCALE_ROWS = (1_000_000, 5_000_000, 10_000_000)
 SCALE_ROWS_QUICK = (100_000, 500_000)
 SCALE_DISK_FACTOR = 2.7  # replica + plan bytes over the base inventory's, per row (measured)
 SCALE_TIMEOUT = 2700.0  # the plan at 10^7 rows is measured up to 45 min, not killed at 15
+SHARDS = 2  # the "2 shards as 2 processes" method: --shard I/2, --workers 1 each
+DASK_WORKERS = 2  # dask worker processes (--nthreads 1 each) of the cluster on 127.0.0.1
+DASK = BIN / "dask"
 SAMPLE_SECONDS = 0.2
 MEMORY_LIMIT_SHARE = 0.85  # a command whose process tree exceeds this share of RAM is killed
 BUSY_SHARE = 0.15  # CPU share used by other processes above which a run counts as disturbed
@@ -163,6 +186,8 @@ PAPER_ROWS = 10**8  # the paper estimate: this many rows ...
 PAPER_CORES = 16  # ... on one node of this many cores
 TARGET_WRITE_MAIN_RSS_MB = 200.0  # write's main process on 'tiny' and on its tar (was 263, 330)
 WRITE_FLAT_RATIO = 1.15  # "flat": main RSS on 'tiny' (20,000) / on 'images' (2,000); assumed
+# Issue 15: dask (2 workers) and 2 static shards (1 worker each) against local --workers 2.
+TARGET_BACKEND_VS_LOCAL = 0.9  # files/s, on each of EXECUTION_EXPORTS
 
 JPEG_LOSSLESS_NOTE = (
     "pydicom {version} has no JPEG Lossless (Process 14) encoder, so the exports hold RLE "
@@ -205,6 +230,7 @@ class Export:
     gdcm_view: Path | None = None  # the export minus files that abort gdcmscanner
     gdcm_excluded: list[str] = field(default_factory=list)
     archives: dict[str, int] = field(default_factory=dict)  # tape dumps built: suffix -> bytes
+    cluster: DaskCluster | None = None  # while its methods run on dask: the cluster's
 
 
 @dataclass
@@ -214,7 +240,7 @@ class Measurement:
     repetition: int
     seconds: float
     returncode: int | None
-    peak_rss_mb: float | None  # GNU time's maximum resident set size: the largest process
+    peak_rss_mb: float | None  # GNU time's maximum RSS: the largest process (or watched one)
     tree_rss_mb: float | None  # sampled peak of all processes of the command together
     sampled_process_rss_mb: float | None  # sampled peak of the largest single process
     cpu_busy_before: float  # share of CPU time busy just before the run (other processes)
@@ -315,7 +341,8 @@ class Method:
     ``argv(export, workdir)`` builds the command; ``prepare(export, workdir)``, if any, runs
     before each repetition, untimed, in the fresh work folder (it raises on failure);
     ``inspect(export, workdir)`` reads what the command left behind (run.json, failure lists)
-    into the measurement's details.
+    into the measurement's details. A ``cluster`` method runs on the dask cluster started once
+    per export (``export.cluster``), whose processes' CPU and RSS count as the command's.
     """
 
     name: str
@@ -327,6 +354,7 @@ class Method:
     source: Callable[[Export], Path] | None = None  # what it reads, if not the export folder
     exports: tuple[str, ...] | None = None  # the exports it runs on (None: the folder exports)
     prepare: Callable[[Export, Path], None] | None = None  # untimed set-up per repetition
+    cluster: bool = False  # runs on the export's dask cluster, whose processes are watched
 
 
 # --------------------------------------------------------------------------- exports
@@ -554,6 +582,24 @@ def manifests_args(workdir: Path) -> list[str]:
     return ["--run", RUN_NAME, "--manifests", str(workdir / "manifests")]
 
 
+def run_argv(source: Path, workdir: Path, *options: str) -> list[str]:
+    """``migrate-fs run`` of ``source`` into ``workdir/out``, manifests in the work folder."""
+    return migrate_fs_argv("run", str(source), "--out", str(workdir / "out"),
+                           *manifests_args(workdir), *options, "--quiet")
+
+
+def driver_argv(mode: str, *args: str) -> list[str]:
+    """This file run as one of its drivers (``_naive``, ``_shards``): a command to time."""
+    return [sys.executable, str(Path(__file__).resolve()), mode, *args]
+
+
+def shards_argv(export: Export, workdir: Path) -> list[str]:
+    """The shards driver on the export, into ``workdir``; the plan sharded if it can be."""
+    return driver_argv("_shards", str(export.path), str(workdir / "out"),
+                       str(workdir / "manifests"), RUN_NAME, "--shards", str(SHARDS),
+                       *(["--sharded-plan"] if plan_has("--shard") else []))
+
+
 def inventory_argv(export: Export, workdir: Path) -> list[str]:
     """``migrate-fs inventory`` of the export, 2 workers, manifests in the work folder."""
     return migrate_fs_argv("inventory", str(export.path), *manifests_args(workdir),
@@ -584,25 +630,19 @@ def methods() -> list[Method]:
     """Every method timed on the folder exports, cp -r first."""
     def naive(jobs: int) -> Method:
         return Method(f"naive-{jobs}", f"naive pydicom, {jobs} process{'es' if jobs > 1 else ''}",
-                      lambda e, w: [sys.executable, str(Path(__file__).resolve()), "_naive",
-                                    str(e.path), str(w / "out"), "--jobs", str(jobs)],
+                      lambda e, w: driver_argv("_naive", str(e.path), str(w / "out"),
+                                               "--jobs", str(jobs)),
                       inspect=inspect_naive)
 
     def run(workers: int) -> Method:
         return Method(f"run-{workers}", f"migrate-fs run, {workers} worker{'s' * (workers > 1)}",
-                      lambda e, w: migrate_fs_argv(
-                          "run", str(e.path), "--out", str(w / "out"), "--run", RUN_NAME,
-                          "--manifests", str(w / "manifests"), "--workers", str(workers),
-                          "--quiet"),
+                      lambda e, w: run_argv(e.path, w, "--workers", str(workers)),
                       inspect=inspect_migrate_fs)
 
     def archive_run(name: str, suffix: str, exports: tuple[str, ...]) -> Method:
         """migrate-fs run, 2 workers, on a tape dump of the export: passed like a folder."""
         return Method(name, f"migrate-fs run, 2 workers, {'plain ' * (suffix == 'tar')}{suffix}",
-                      lambda e, w: migrate_fs_argv(
-                          "run", str(cached_archive(e, suffix)), "--out", str(w / "out"),
-                          "--run", RUN_NAME, "--manifests", str(w / "manifests"),
-                          "--workers", "2", "--quiet"),
+                      lambda e, w: run_argv(cached_archive(e, suffix), w, "--workers", "2"),
                       inspect=inspect_migrate_fs, source=lambda e: cached_archive(e, suffix),
                       exports=exports)
 
@@ -631,10 +671,24 @@ def methods() -> list[Method]:
         run(2),
         archive_run("run-2-tar", "tar", ("images", "tiny")),
         archive_run("run-2-tgz", "tar.gz", ("images", "multiframe")),
+        Method("shards-2", f"{SHARDS} shards as {SHARDS} processes, 1 worker each", shards_argv,
+               inspect=inspect_shards, exports=EXECUTION_EXPORTS),
+        Method("dask-2", f"migrate-fs run on dask, {DASK_WORKERS} workers (1 thread each)",
+               lambda e, w: run_argv(e.path, w, "--scheduler", cluster_of(e).address),
+               inspect=inspect_migrate_fs, exports=EXECUTION_EXPORTS, cluster=True),
     ]
 
 
+def cluster_of(export: Export) -> DaskCluster:
+    """The dask cluster the export's ``cluster`` methods run on (started by the rounds)."""
+    if export.cluster is None:
+        raise RuntimeError(f"no dask cluster for '{export.spec.name}'")
+    return export.cluster
+
+
 MIGRATE_FS_METHODS = ("inventory", "startup", "write-2", "run-1", "run-2", "run-2-tar", "run-2-tgz")
+EXECUTION_EXPORTS = ("images", "tiny")  # issue 15: local, shards and dask side by side
+EXECUTION_METHODS = ("run-1", "run-2", "shards-2", "dask-2")  # the ratios' base: run-2
 ARCHIVE_METHODS = {"run-2-tar": "tar", "run-2-tgz": "tar.gz"}  # the folder run they match: run-2
 MULTIFRAME_METHODS = ("cp", "run-2", "run-2-tgz")  # the multi-frame export's methods
 
@@ -676,6 +730,17 @@ def inspect_gdcmscanner(export: Export, workdir: Path) -> dict[str, Any]:
             "excluded": export.gdcm_excluded}
 
 
+def inspect_shards(export: Export, workdir: Path) -> dict[str, Any]:
+    """As :func:`inspect_migrate_fs` (run.json has per-shard figures only), with the driver's
+    step times and how the plan ran (its last stdout line)."""
+    details = inspect_migrate_fs(export, workdir)
+    if not any(details.get("run_json", {}).values()):
+        details.pop("run_json", None)
+    with contextlib.suppress(ValueError, IndexError):
+        details["shards"] = json.loads((workdir / "stdout").read_text().splitlines()[-1])
+    return details
+
+
 def inspect_write(export: Export, workdir: Path) -> dict[str, Any]:
     """As :func:`inspect_migrate_fs`, without the statistics of the untimed inventory."""
     details = inspect_migrate_fs(export, workdir)
@@ -709,17 +774,25 @@ class TreeSampler(threading.Thread):
     """Polls the RSS of a process and all its descendants; kills the tree above a limit.
 
     ``main_depth`` is the depth of the command's own process below ``pid`` (1 under GNU time):
-    the peaks of that process and of its descendants (workers) are kept apart.
+    the peaks of that process and of its descendants (workers) are kept apart. ``watch`` names
+    processes outside the tree (a dask cluster's) that work for the command: their trees' CPU
+    from now on and RSS count as its own, and the peak of each is kept.
     """
 
-    def __init__(self, pid: int, limit_kb: float | None, main_depth: int = 0) -> None:
+    def __init__(self, pid: int, limit_kb: float | None, main_depth: int = 0,
+                 watch: Mapping[str, int] | None = None) -> None:
         super().__init__(daemon=True)
         self.pid, self.limit_kb, self.main_depth = pid, limit_kb, main_depth
+        self.watch = dict(watch or {})
         self.peak_tree_kb = 0
         self.peak_process_kb = 0
         self.peak_main_kb = 0
         self.peak_worker_kb = 0
+        self.peak_watched_kb = dict.fromkeys(self.watch, 0)  # the largest process of each
         self.cpu_ticks: dict[int, tuple[int, int]] = {}  # last (utime, stime) seen per process
+        self.watched_base = ticks_of(  # their CPU before the command's
+            pid for root in self.watch.values() for pid, _ in descendants(root))
+        self.watched_ticks = dict(self.watched_base)
         self.killed = False
         self._done = threading.Event()
 
@@ -730,22 +803,32 @@ class TreeSampler(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join()
+        if self.watch:  # they outlive the command: their CPU up to its end
+            self.sample()
 
     @property
     def cpu_seconds(self) -> tuple[float, float]:
         """(user, system) CPU time of the tree's processes, as of their last sample."""
-        tick = os.sysconf("SC_CLK_TCK")
-        return (sum(u for u, _ in self.cpu_ticks.values()) / tick,
-                sum(s for _, s in self.cpu_ticks.values()) / tick)
+        return tick_seconds(self.cpu_ticks)
+
+    @property
+    def watched_cpu_seconds(self) -> tuple[float, float]:
+        """(user, system) CPU time of the watched processes since the sampler was made."""
+        return tick_seconds(self.watched_ticks, self.watched_base)
 
     def sample(self) -> None:
         tree = descendants(self.pid)
-        for pid, _ in tree:
-            ticks = cpu_ticks(pid)
-            if ticks is not None:
-                self.cpu_ticks[pid] = ticks
+        watched = {name: [pid for pid, _ in descendants(root)]
+                   for name, root in self.watch.items()}
+        self.cpu_ticks.update(ticks_of(pid for pid, _ in tree))
+        self.watched_ticks.update(ticks_of(pid for pids in watched.values() for pid in pids))
         sizes = [(rss_kb(pid), depth) for pid, depth in tree]
         total = sum(size for size, _ in sizes)
+        for name, pids in watched.items():
+            watched_sizes = [rss_kb(pid) for pid in pids]
+            total += sum(watched_sizes)
+            self.peak_watched_kb[name] = max(self.peak_watched_kb[name], *watched_sizes)
+            self.peak_process_kb = max(self.peak_process_kb, *watched_sizes)
         self.peak_tree_kb = max(self.peak_tree_kb, total)
         for size, depth in sizes:
             self.peak_process_kb = max(self.peak_process_kb, size)
@@ -775,6 +858,20 @@ def descendants(pid: int) -> list[tuple[int, int]]:
             except OSError:
                 pass
     return found
+
+
+def ticks_of(pids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """(utime, stime) of each process of ``pids`` still there."""
+    return {pid: ticks for pid in pids if (ticks := cpu_ticks(pid)) is not None}
+
+
+def tick_seconds(ticks: dict[int, tuple[int, int]],
+                 base: dict[int, tuple[int, int]] | None = None) -> tuple[float, float]:
+    """(user, system) seconds of ``ticks`` per process, less each one's ``base``."""
+    base = base or {}
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(u - base.get(pid, (0, 0))[0] for pid, (u, _) in ticks.items()) / tick,
+            sum(s - base.get(pid, (0, 0))[1] for pid, (_, s) in ticks.items()) / tick)
 
 
 def cpu_ticks(pid: int) -> tuple[int, int] | None:
@@ -880,11 +977,14 @@ def memory_total_kb() -> int:
 
 
 def measure(argv: list[str], workdir: Path, repetition: int, timeout: float = 3600,
-            cwd: Path | None = None, pretouch_mb: float = 0) -> Measurement:
+            cwd: Path | None = None, pretouch_mb: float = 0,
+            watch: Mapping[str, int] | None = None) -> Measurement:
     """Run ``argv`` once under GNU time, with stdout/stderr in ``workdir``; never raises.
 
     ``pretouch_mb`` of memory is faulted in and freed just before the start (see
-    :func:`pretouch`).
+    :func:`pretouch`). The processes of ``watch`` (name -> PID: a dask cluster's) are sampled
+    with the command's tree: their CPU during the run is added to its CPU, their peak RSS
+    (each one's, in the details' ``watched_rss_mb``) to its peaks.
     """
     time_file = workdir / "time.txt"
     gnu_time = os.path.exists(GNU_TIME)
@@ -898,7 +998,7 @@ def measure(argv: list[str], workdir: Path, repetition: int, timeout: float = 36
             proc = subprocess.Popen(full, stdout=out, stderr=err, cwd=cwd or workdir,
                                     start_new_session=True)
             sampler = TreeSampler(proc.pid, memory_total_kb() * MEMORY_LIMIT_SHARE,
-                                  main_depth=1 if gnu_time else 0)
+                                  main_depth=1 if gnu_time else 0, watch=watch)
             sampler.start()
             try:
                 returncode: int | None = proc.wait(timeout=timeout)
@@ -923,16 +1023,20 @@ def measure(argv: list[str], workdir: Path, repetition: int, timeout: float = 36
                "waited_for_quiet_s": waited}
     # GNU time counts waited-for children only; the sampler sees the others until their end.
     sampled_user, sampled_system = sampler.cpu_seconds
-    user = max(gnu.get("user_seconds", 0.0), sampled_user)
-    system = max(gnu.get("system_seconds", 0.0), sampled_system)
+    watched_user, watched_system = sampler.watched_cpu_seconds
+    user = max(gnu.get("user_seconds", 0.0), sampled_user) + watched_user
+    system = max(gnu.get("system_seconds", 0.0), sampled_system) + watched_system
     details.update(cpu_user_s=user, cpu_system_s=system)
+    watched = {name: kb / 1000 for name, kb in sampler.peak_watched_kb.items()}
+    if watched:
+        details.update(watched_rss_mb=watched, watched_cpu_s=watched_user + watched_system)
+    peak = max((mb for mb in (gnu.get("max_rss_mb"), *watched.values()) if mb), default=None)
     others = None
     if seconds >= MIN_JUDGED_SECONDS:  # shorter runs are below the clock tick's resolution
         mine = user + system + (own_cpu() - own_start)
         busy = cpu_times()[0] - busy_start
         others = max(0.0, busy - mine) / (seconds * (os.cpu_count() or 1))
-    return Measurement(repetition, seconds, returncode, gnu.get("max_rss_mb"),
-                       sampler.peak_tree_kb / 1000 or None,
+    return Measurement(repetition, seconds, returncode, peak, sampler.peak_tree_kb / 1000 or None,
                        sampler.peak_process_kb / 1000 or None, load, others, details, error)
 
 
@@ -969,6 +1073,62 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- dask cluster
+
+
+@dataclass(frozen=True)
+class DaskCluster:
+    """A running dask.distributed cluster on 127.0.0.1."""
+
+    address: str  # the scheduler's, tcp://127.0.0.1:PORT
+    pids: dict[str, int]  # 'scheduler', 'worker-0', ...: watched while a command runs on it
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, workers: int = DASK_WORKERS) -> Iterator[DaskCluster]:
+    """``dask scheduler`` and ``workers`` plain ``dask worker --nthreads 1 --no-nanny``
+    processes on 127.0.0.1 (as tests/test_cluster.py starts them; their logs and scratch
+    space in ``folder``), up once every worker has joined; stopped by PID at the end."""
+    fresh_dir(folder)
+    file = folder / "scheduler.json"
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(name: str, *args: str) -> None:
+        with open(folder / f"{name}.log", "wb") as log:
+            processes[name] = subprocess.Popen([str(DASK), *args], stdout=log,
+                                               stderr=subprocess.STDOUT, cwd=folder)
+
+    try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0",
+              "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(file))
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                address = json.loads(file.read_text())["address"]
+                break
+            if processes["scheduler"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no scheduler: {tail(folder / 'scheduler.log')}")
+            time.sleep(0.2)
+        for index in range(workers):
+            start(f"worker-{index}", "worker", address, "--host", "127.0.0.1", "--nthreads",
+                  "1", "--no-nanny", "--no-dashboard", "--local-directory", str(folder))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield DaskCluster(address, {name: p.pid for name, p in processes.items()})
+    finally:
+        for process in reversed(processes.values()):
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 # --------------------------------------------------------------------------- rounds
 
 
@@ -981,31 +1141,45 @@ def benchmark_export(export: Export, chosen: list[Method], repeat: int,
     files/s and MB/s count the export's files and bytes, as the folder run's do.
     """
     results = {}
+
+    def skip(method: Method, why: str) -> None:
+        results[method.name].skipped = why
+        print(f"  {method.name}: skipped ({why})", flush=True)
+
     chosen = [m for m in chosen if m.exports is None or export.spec.name in m.exports]
     for method in chosen:
         files, size = method.scope(export) if method.scope else (export.files, export.bytes)
         results[method.name] = MethodResult(method.name, method.label, files, size)
         missing = [tool for tool in method.tools if not tools.get(tool)]
         if missing:
-            results[method.name].skipped = f"not installed: {', '.join(missing)}"
-            print(f"  {method.name}: skipped ({results[method.name].skipped})", flush=True)
+            skip(method, f"not installed: {', '.join(missing)}")
         elif method.source:
             try:
                 method.source(export)
             except Exception as exc:
-                results[method.name].skipped = f"cannot build its source: {exc!r}"
-                print(f"  {method.name}: skipped ({results[method.name].skipped})", flush=True)
+                skip(method, f"cannot build its source: {exc!r}")
     runnable = [m for m in chosen if not results[m.name].skipped]
     print(f"{export.spec.name}: warming the page cache ({warm_cache(export.path):.1f} s)",
           flush=True)
-    for repetition in range(1, repeat + 1):
-        for method in runnable:
-            # pages idle for a while may have been evicted; a tape dump run reads the dump
-            warm_cache(method.source(export) if method.source else export.path)
-            size = pretouch_size(export) if pretouch_enabled else 0
-            m = run_method(method, export, repetition, timeout, size)
-            results[method.name].measurements.append(m)
-            print(progress_line(export, method, m, repeat), flush=True)
+    with contextlib.ExitStack() as stack:
+        if any(m.cluster for m in runnable):  # one cluster for every repetition
+            try:
+                export.cluster = stack.enter_context(dask_cluster(TMP_DIR / "dask"))
+                stack.callback(setattr, export, "cluster", None)
+                print(f"{export.spec.name}: dask cluster at {export.cluster.address}", flush=True)
+            except Exception as exc:
+                for method in runnable:
+                    if method.cluster:
+                        skip(method, f"cannot start the dask cluster: {exc}")
+                runnable = [m for m in runnable if not m.cluster]
+        for repetition in range(1, repeat + 1):
+            for method in runnable:
+                # pages idle for a while may have been evicted; a tape dump run reads the dump
+                warm_cache(method.source(export) if method.source else export.path)
+                size = pretouch_size(export) if pretouch_enabled else 0
+                m = run_method(method, export, repetition, timeout, size)
+                results[method.name].measurements.append(m)
+                print(progress_line(export, method, m, repeat), flush=True)
     return results
 
 
@@ -1021,8 +1195,9 @@ def run_method(method: Method, export: Export, repetition: int, timeout: float,
                 return Measurement(repetition, 0.0, None, None, None, None, 0.0,
                                    error=f"untimed preparation failed: {exc}")
         os.sync()  # earlier runs' dirty pages are not written back during this one
+        watch = cluster_of(export).pids if method.cluster else None
         m = measure(method.argv(export, workdir), workdir, repetition, timeout,
-                    pretouch_mb=pretouch_mb)
+                    pretouch_mb=pretouch_mb, watch=watch)
         if method.inspect:
             try:
                 m.details.update(method.inspect(export, workdir))
@@ -1100,6 +1275,58 @@ def naive_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def shards_main(argv: Sequence[str]) -> int:
+    """``bench.py _shards SRC OUT MANIFESTS RUN --shards N [--sharded-plan]``: N workstations
+    on one machine, as a command to time. Per step, one process per shard, all started at
+    once, and the next step once all have ended: ``inventory --shard I/N --workers 1``; the
+    plan: with ``--sharded-plan`` ``plan --shard I/N --workers 1`` per shard (they wait on each
+    other between the plan's phases), else one ``plan --workers N``; ``write --shard I/N
+    --workers 1``. Their stdout is dropped, their stderr is this command's. When one process
+    of a step fails, the others are killed (a sharded plan would wait for it forever) and the
+    driver exits 1; else it prints the steps' wall seconds as JSON."""
+    parser = argparse.ArgumentParser(prog="bench.py _shards")
+    for name in ("source", "out", "manifests", "run"):
+        parser.add_argument(name)
+    parser.add_argument("--shards", type=int, default=SHARDS)
+    parser.add_argument("--sharded-plan", action="store_true")
+    args = parser.parse_args(argv)
+    run = ["--run", args.run, "--manifests", args.manifests]
+
+    def each(*step: str) -> list[list[str]]:
+        return [[*step, *run, "--shard", f"{i}/{args.shards}", "--workers", "1", "--quiet"]
+                for i in range(args.shards)]
+
+    steps = {"inventory": each("inventory", args.source),
+             "plan": (each("plan") if args.sharded_plan
+                      else [["plan", *run, "--workers", str(args.shards), "--quiet"]]),
+             "write": each("write", "--out", args.out)}
+    seconds = {}
+    for step, commands in steps.items():
+        start = time.perf_counter()
+        running = {}
+        for command in commands:
+            process = subprocess.Popen(migrate_fs_argv(*command), stdout=subprocess.DEVNULL)
+            running[process.pid] = process, command
+        while running:
+            pid, status = os.wait()  # whichever ends first
+            if pid not in running:
+                continue
+            process, command = running.pop(pid)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                for other, _ in running.values():
+                    other.kill()
+                    other.wait()
+                shard = command[command.index("--shard") + 1] if "--shard" in command else "-"
+                print(f"bench.py _shards: {step} of shard {shard} failed (exit status "
+                      f"{process.returncode}); the others were stopped", file=sys.stderr)
+                return 1
+        seconds[step] = round(time.perf_counter() - start, 3)
+    plan = "sharded" if args.sharded_plan else f"one, --workers {args.shards}"
+    print(json.dumps({"seconds": seconds, "plan": plan}))
+    return 0
+
+
 # --------------------------------------------------------------------------- scale: the plan
 
 
@@ -1157,11 +1384,17 @@ def scale_base(export: Export) -> tuple[Path, str]:
     return run, key
 
 
-def plan_has_workers() -> bool:
-    """True when ``migrate-fs plan`` takes ``--workers`` (the plan that runs per part)."""
-    done = subprocess.run(migrate_fs_argv("plan", "--help"), capture_output=True, text=True,
-                          check=False)
-    return "--workers" in done.stdout
+@functools.cache
+def plan_help() -> str:
+    """``migrate-fs plan --help``."""
+    return subprocess.run(migrate_fs_argv("plan", "--help"), capture_output=True, text=True,
+                          check=False).stdout
+
+
+def plan_has(option: str) -> bool:
+    """True when ``migrate-fs plan`` takes ``option`` (``--workers``: the plan that runs per
+    part; ``--shard``: the sharded plan)."""
+    return re.search(re.escape(option) + r"\b(?!-)", plan_help()) is not None
 
 
 def plan_rows(folder: Path) -> int:
@@ -1175,21 +1408,24 @@ def plan_rows(folder: Path) -> int:
 
 
 def benchmark_scale(export: Export, sizes: Sequence[int], part_rows: int,
-                    timeout: float) -> dict[str, Any]:
+                    timeout: float, dask_rows: int | None = None) -> dict[str, Any]:
     """``migrate-fs plan`` on the real inventory of ``export`` replicated to each of ``sizes``
-    rows (each replica cached in ``bench/manifests/scale-<rows>``)."""
+    rows (each replica cached in ``bench/manifests/scale-<rows>``); with ``dask_rows``, then
+    ``plan --scheduler`` of that many rows on a dask cluster started for it (``"dask"``)."""
     rep = replication()
     base_run, key = scale_base(export)
     shutil.rmtree(MANIFESTS_DIR / LEGACY_SCALE_RUN, ignore_errors=True)  # the made-up rows
-    workers = plan_has_workers()
+    workers = plan_has("--workers")
     extra = ["--workers", str(SCALE_WORKERS)] if workers else []
     base_rows = plan_rows(base_run / "inventory")
     print(f"scale: base inventory {rel(base_run)} ({base_rows:,} rows); migrate-fs plan "
           f"{'--workers ' + str(SCALE_WORKERS) if workers else '(no --workers option)'}",
           flush=True)
     row_bytes = sum(p.stat().st_size for p in (base_run / "inventory").iterdir()) / base_rows
-    runs = []
-    for rows in sizes:
+
+    def timed(rows: int, cluster: DaskCluster | None = None) -> ScaleRun:
+        """The plan of ``rows`` (the replica made first, unless cached), on ``cluster`` if
+        given."""
         run = f"scale-{rows}"
         run_dir = MANIFESTS_DIR / run
         need = rows * row_bytes * SCALE_DISK_FACTOR
@@ -1205,21 +1441,32 @@ def benchmark_scale(export: Export, sizes: Sequence[int], part_rows: int,
         shutil.rmtree(run_dir / "plan", ignore_errors=True)
         workdir = fresh_dir(TMP_DIR / "scale")
         os.sync()
-        argv = migrate_fs_argv("plan", "--run", run, "--manifests", str(MANIFESTS_DIR), *extra)
-        m = measure(argv, workdir, 1, timeout, cwd=ROOT)
+        where = ["--scheduler", cluster.address] if cluster else extra
+        argv = migrate_fs_argv("plan", "--run", run, "--manifests", str(MANIFESTS_DIR), *where)
+        m = measure(argv, workdir, 1, timeout, cwd=ROOT, watch=cluster.pids if cluster else None)
         m.details["stdout"] = (workdir / "stdout").read_text(errors="replace")[-3000:]
         decided = plan_rows(run_dir / "plan")
         shutil.rmtree(workdir)
         shutil.rmtree(run_dir / "plan", ignore_errors=True)  # the inventory stays for re-runs
         entry = ScaleRun(rows, made["parts"], size / MB, made["seconds"], bool(made["cached"]),
                          decided, m)
-        runs.append(entry)
-        print(f"  {'scale':<14} {'plan':<12} {rows:>11,} {m.seconds:8.1f} s  CPU "
-              f"{fmt(entry.cpu_seconds, 1):>7} s  peak RSS {fmt(m.peak_rss_mb, 0):>6} MB  tree "
-              f"{fmt(m.tree_rss_mb, 0):>6} MB  decided {decided:,}  "
-              f"{'ok' if m.ok else 'FAILED: ' + str(m.error)}", flush=True)
-    return {"export": export.spec.name, "base": str(base_run), "base_rows": base_rows,
-            "workers": SCALE_WORKERS if workers else None, "runs": runs}
+        print(f"  {'scale':<14} {'plan-dask' if cluster else 'plan':<12} {rows:>11,} "
+              f"{m.seconds:8.1f} s  CPU {fmt(entry.cpu_seconds, 1):>7} s  peak RSS "
+              f"{fmt(m.peak_rss_mb, 0):>6} MB  tree {fmt(m.tree_rss_mb, 0):>6} MB  decided "
+              f"{decided:,}  {'ok' if m.ok else 'FAILED: ' + str(m.error)}", flush=True)
+        return entry
+
+    scale = {"export": export.spec.name, "base": str(base_run), "base_rows": base_rows,
+             "workers": SCALE_WORKERS if workers else None,
+             "runs": [timed(rows) for rows in sizes]}
+    if dask_rows:
+        try:
+            with dask_cluster(TMP_DIR / "dask") as cluster:
+                scale["dask"] = timed(dask_rows, cluster)
+        except Exception as exc:
+            print(f"scale: the plan on dask failed: {exc!r}", flush=True)
+            scale["dask_error"] = repr(exc)
+    return scale
 
 
 @dataclass
@@ -1409,15 +1656,60 @@ def export_table(export: Export, results: dict[str, MethodResult]) -> str:
     rows = []
     for r in results.values():
         ratio = r.mb_per_second / cp_rate if r.mb_per_second and cp_rate else None
-        runs = " / ".join((f"{m.seconds:.2f}" if m.ok else "failed")
-                          + ("*" if disturbed(m) else "") for m in r.measurements)
         cpu = f"{r.cpu_seconds[0]:.1f}+{r.cpu_seconds[1]:.1f}" if r.cpu_seconds else "n/a"
-        rows.append([r.label, fmt(r.seconds, 2), fmt_ms(r.cpu_ms_per_object), runs or "-", cpu,
+        rows.append([r.label, fmt(r.seconds, 2), fmt_ms(r.cpu_ms_per_object), runs_cell(r), cpu,
                      fmt(r.files_per_second, 0), fmt(r.mb_per_second, 1), fmt(ratio, 2),
                      fmt(r.peak_rss_mb, 0), fmt(r.tree_rss_mb, 0), method_notes(export, r)])
     title = (f"### {export.spec.name}: {export.files:,} files, {export.bytes / MB:,.0f} MB "
              f"({export.spec.description})")
     return f"{title}\n\n{markdown_table(headers, rows)}"
+
+
+def runs_cell(r: MethodResult) -> str:
+    """Every repetition's wall seconds ('failed'; '*': disturbed)."""
+    return " / ".join((f"{m.seconds:.2f}" if m.ok else "failed") + ("*" if disturbed(m) else "")
+                      for m in r.measurements) or "-"
+
+
+def execution_tables(exports: dict[str, Export], results: Results) -> list[str]:
+    """Issue 15, per export of :data:`EXECUTION_EXPORTS` where shards or dask ran: the local
+    run (1 and 2 workers), 2 static shards as 2 processes and dask (2 workers) side by side."""
+    tables = []
+    for name in EXECUTION_EXPORTS:
+        found = [r for method in EXECUTION_METHODS if (r := results.get(name, {}).get(method))]
+        if not {"shards-2", "dask-2"} & {r.method for r in found}:
+            continue
+        local = attr(results, name, "run-2", "files_per_second")
+        rows = [[r.label, fmt(r.seconds, 2), runs_cell(r), fmt(r.files_per_second, 0),
+                 fmt(r.files_per_second / local if r.files_per_second and local else None, 2),
+                 fmt_ms(r.cpu_ms_per_object), fmt(r.peak_rss_mb, 0), worker_rss(r),
+                 "; ".join(failure_notes(r) + shards_notes(r.last_details))] for r in found]
+        export = exports[name]
+        tables.append(
+            f"### execution on '{name}' ({export.files:,} files): local, {SHARDS} static "
+            f"shards, dask\n\nfiles/s over the median wall time; 'x local 2' the ratio to the "
+            f"local run with 2 workers (target >= {TARGET_BACKEND_VS_LOCAL:g}x); CPU is user + "
+            "system of every process the method used (the dask scheduler's and workers' during "
+            "the run included); 'peak RSS' the largest single process, dask workers included; "
+            "'per worker' the largest local worker, or each dask process. The shards: "
+            f"`inventory --shard I/{SHARDS}`, the plan, `write --shard I/{SHARDS}`, one process "
+            "per shard at once (`--workers 1` each), every step timed from start to end as "
+            "one command.\n\n" + markdown_table(
+                ["method", "median s", "runs s", "files/s", "x local 2", "CPU ms/object",
+                 "peak RSS MB", "per worker RSS MB", "notes"], rows))
+    return tables
+
+
+def worker_rss(r: MethodResult) -> str:
+    """Peak RSS per worker: of each watched (dask) process, else of the largest local one."""
+    return watched_rss(r.good) or fmt(sampled_peak(r, "sampled_worker_rss_mb"), 0)
+
+
+def watched_rss(measurements: list[Measurement]) -> str:
+    """The peak RSS (MB) of each watched process over ``measurements`` ('' if none)."""
+    watched = [m.details["watched_rss_mb"] for m in measurements if m.details.get("watched_rss_mb")]
+    return ", ".join(f"{name} {max(w.get(name, 0) for w in watched):.0f}"
+                     for name in (watched[0] if watched else ()))
 
 
 def archive_table(exports: dict[str, Export], results: Results) -> str | None:
@@ -1460,11 +1752,27 @@ def sampled_peak(r: MethodResult, key: str) -> float | None:
     return max((m.details[key] for m in r.good if m.details.get(key)), default=None)
 
 
+def failure_notes(r: MethodResult) -> list[str]:
+    """Why a method was skipped, or the error of each repetition that failed."""
+    if r.skipped:
+        return [f"skipped: {r.skipped}"]
+    return [f"rep {m.repetition} failed: {m.error}" for m in r.measurements if not m.ok]
+
+
+def shards_notes(details: dict[str, Any]) -> list[str]:
+    """The shards driver's step times and how its plan ran."""
+    if "shards" not in details:
+        return []
+    shards = details["shards"]
+    return [", ".join(f"{step} {seconds:.1f} s" for step, seconds in shards["seconds"].items())
+            + f" (plan: {shards['plan']})"]
+
+
 def method_notes(export: Export, r: MethodResult) -> str:
     """What the table's notes column says about one method."""
+    notes = failure_notes(r)
     if r.skipped:
-        return f"skipped: {r.skipped}"
-    notes = [f"rep {m.repetition} failed: {m.error}" for m in r.measurements if not m.ok]
+        return notes[0]
     details = r.last_details
     if "outcomes" in details:
         notes.append(", ".join(f"{k} {v}" for k, v in sorted(details["outcomes"].items())))
@@ -1475,7 +1783,7 @@ def method_notes(export: Export, r: MethodResult) -> str:
     if details.get("excluded"):
         notes.append(f"{len(details['excluded'])} file(s) left out: gdcmscanner aborts on them "
                      f"({', '.join(details['excluded'][:2])})")
-    notes += migrate_fs_notes(export, details)
+    notes += shards_notes(details) + migrate_fs_notes(export, details)
     return "; ".join(notes)
 
 
@@ -1570,9 +1878,20 @@ def naive_targets(results: Results) -> list[Target]:
             for name in FOLDER_EXPORTS]
 
 
+def execution_targets(results: Results) -> list[Target]:
+    """Issue 15: dask (2 workers) and 2 static shards as 2 processes, each >= 0.9x the files/s
+    of the local run with 2 workers, on each export of :data:`EXECUTION_EXPORTS`."""
+    return [ratio_target(f"{what} vs local 2 workers on '{name}' (files/s)",
+                         attr(results, name, method, "files_per_second"),
+                         attr(results, name, "run-2", "files_per_second"),
+                         TARGET_BACKEND_VS_LOCAL, "files/s", digits=0)
+            for name in EXECUTION_EXPORTS
+            for method, what in (("dask-2", "dask"), ("shards-2", f"{SHARDS} shards"))]
+
+
 def check_targets(exports: dict[str, Export], results: Results,
                   scale: dict[str, Any] | None) -> list[Target]:
-    """Every target of issue 13 and 14 (and those kept from issue #3), met / not met / n/a."""
+    """Every target of issues 13, 14 and 15 (and those kept from issue #3): met, not met, n/a."""
     def get(export: str, method: str) -> MethodResult | None:
         return results.get(export, {}).get(method)
 
@@ -1595,6 +1914,7 @@ def check_targets(exports: dict[str, Export], results: Results,
         multiframe_target(exports.get("multiframe"), get("multiframe", "run-2-tgz"),
                           get("images", "run-2"),
                           "multi-frame run from a .tar.gz: RSS does not grow with member size"),
+        *execution_targets(results),
     ]
     targets += plan_targets(scale)
     return targets
@@ -1734,21 +2054,28 @@ def targets_table(targets: list[Target]) -> str:
 def scale_table(scale: dict[str, Any]) -> str:
     """The plan on each replicated inventory, and the paper estimate for 10^8 objects."""
     runs: list[ScaleRun] = sorted(scale["runs"], key=lambda r: r.rows)
-    rows = []
-    for r in runs:
+
+    def row(r: ScaleRun, label: str, note: str = "") -> list[str]:
         m = r.measurement
-        rows.append([f"{r.rows:,}", f"{r.parts:,} ({r.inventory_mb:,.0f} MB)",
-                     fmt(m.seconds, 1), fmt(r.cpu_seconds, 1), fmt(r.cpu_us_per_row, 1),
-                     fmt(r.peak_rss_mb, 0), fmt(m.tree_rss_mb, 0),
-                     f"{r.decided:,}" + ("" if r.decided == r.rows else " (not all)"),
-                     fmt(r.generation_seconds, 0) + (" (cached)" if r.cached else ""),
-                     "ok" if m.ok else f"failed: {m.error}"])
+        return [label, f"{r.parts:,} ({r.inventory_mb:,.0f} MB)",
+                fmt(m.seconds, 1), fmt(r.cpu_seconds, 1), fmt(r.cpu_us_per_row, 1),
+                fmt(r.peak_rss_mb, 0), fmt(m.tree_rss_mb, 0),
+                f"{r.decided:,}" + ("" if r.decided == r.rows else " (not all)"),
+                fmt(r.generation_seconds, 0) + (" (cached)" if r.cached else ""),
+                ("ok" if m.ok else f"failed: {m.error}") + note]
+
+    rows = [row(r, f"{r.rows:,}") for r in runs]
     if runs and (estimate := paper_estimate_seconds(runs[-1])) is not None:
         rows.append([f"10^8 (paper, {PAPER_CORES} cores)", "", f"{estimate:,.0f}",
                      f"{runs[-1].cpu_us_per_row * 1e-6 * PAPER_ROWS:,.0f}",
                      fmt(runs[-1].cpu_us_per_row, 1), "", "", "", "",
                      f"CPU/row at {runs[-1].rows:,} x 10^8 / {PAPER_CORES} cores: linear, I/O "
                      "not the bound"])
+    if dask := scale.get("dask"):
+        rows.append(row(dask, f"{dask.rows:,} on dask ({DASK_WORKERS} workers)",
+                        f"; peak RSS MB: {watched_rss([dask.measurement])}"))
+    elif error := scale.get("dask_error"):
+        rows.append(["on dask", *[""] * 8, f"failed: {error}"])
     workers = (f"`migrate-fs plan --workers {scale['workers']}`" if scale.get("workers")
                else "`migrate-fs plan` (no --workers option)")
     return (f"### scale: the plan on a real inventory replicated\n\n{workers} on the inventory "
@@ -1757,7 +2084,10 @@ def scale_table(scale: dict[str, Any]) -> str:
             "IDs and locators (scripts/replicate_inventory.py; only the first copy's files "
             "exist). 'CPU' is user + system of the whole process tree, 'peak RSS' the largest "
             "single process, 'tree RSS' all processes together; 'decided' the plan rows "
-            "written (Parquet footers).\n\n" + markdown_table(
+            "written (Parquet footers). The row 'on dask': `migrate-fs plan --scheduler` on a "
+            f"cluster of {DASK_WORKERS} workers (`--nthreads 1 --no-nanny`) and a scheduler on "
+            "127.0.0.1; its CPU and RSS include theirs (peak RSS: the largest process, "
+            "theirs included).\n\n" + markdown_table(
                 ["rows", "parts (size)", "wall s", "CPU s", "CPU us/row", "peak RSS MB",
                  "tree RSS MB", "decided", "generated s", "status"], rows))
 
@@ -1784,6 +2114,7 @@ def report(info: dict[str, str], exports: dict[str, Export],
     parts += [export_table(exports[name], results[name]) for name in results]
     if tar_part := archive_table(exports, results):
         parts.append(tar_part)
+    parts += execution_tables(exports, results)
     if scale:
         parts.append(scale_table(scale))
     parts.append("### targets\n\n" + targets_table(targets))
@@ -1822,9 +2153,10 @@ def to_json(value: Any) -> Any:
 # --------------------------------------------------------------------------- main
 
 
-SECTIONS = (*FOLDER_EXPORTS, "multiframe", "scale")
+SECTIONS = (*FOLDER_EXPORTS, "multiframe", "scale", "scale-dask")
 GROUPS = {  # --only shorthands: sections and methods
     "tar": ("images", "tiny", "multiframe", "run-2", *ARCHIVE_METHODS),
+    "execution": (*EXECUTION_EXPORTS, *EXECUTION_METHODS),
 }
 
 
@@ -1840,7 +2172,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         choices=[*SECTIONS, *GROUPS, *method_names],
                         help=f"run only these parts ({', '.join(SECTIONS)}) and/or methods "
                              f"({', '.join(method_names)}); cp -r always runs; 'tar': the "
-                             "tape-dump runs and the folder runs they are compared with")
+                             "tape-dump runs and the folder runs they are compared with; "
+                             "'execution': local, 2 shards and dask on 'images' and 'tiny'; "
+                             "'scale-dask': the plan of the largest scale size on dask")
     parser.add_argument("--scale-rows", type=row_counts, metavar="N,N,...",
                         help="sizes of the replicated inventories the plan is timed on "
                              "(default: 1000000,5000000,10000000; 100000,500000 with --quick; "
@@ -1922,6 +2256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_naive"]:
         return naive_main(argv[1:])
+    if argv[:1] == ["_shards"]:
+        return shards_main(argv[1:])
     args = parse_args(argv)
     started = time.perf_counter()
     for folder in (BENCH_DIR, DATA_DIR, TMP_DIR):
@@ -1935,11 +2271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections, chosen = selection(args.only)
     exports, results = benchmark_exports(sections, chosen, args, tools, notes)
     scale = None
-    if "scale" in sections:
+    if "scale" in sections or "scale-dask" in sections:
         try:
             specs = export_specs(args.quick, 0.1 if args.quick else 1.0)
-            scale = benchmark_scale(cached_export(specs[SCALE_EXPORT]), args.scale_rows,
-                                    args.scale_part_rows, args.scale_timeout)
+            scale = benchmark_scale(
+                cached_export(specs[SCALE_EXPORT]),
+                args.scale_rows if "scale" in sections else [], args.scale_part_rows,
+                args.scale_timeout, max(args.scale_rows) if "scale-dask" in sections else None)
         except Exception as exc:
             print(f"scale: failed: {exc!r}", flush=True)
     if "multiframe" in exports:

@@ -1,11 +1,17 @@
-"""The pure parts of scripts/bench.py (exports, selection, CPU per object, targets, tables)
-and scripts/replicate_inventory.py, the scale rows' inventories."""
+"""The parts of scripts/bench.py (exports, selection, CPU per object, targets, tables; the
+execution backends' shard driver and dask cluster, run for real on the sample export) and
+scripts/replicate_inventory.py, the scale rows' inventories."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -352,3 +358,180 @@ def test_write_main_process_targets_of_issue_14(bench):
     assert targets[flat.format("run of the tar (run-2-tar)")].met is False  # 1.57x
     names = {t.name for t in bench.check_targets({}, results, None)}
     assert set(targets) <= names
+
+
+# --------------------------------------------------------------------------- execution (issue 15)
+
+
+def export_of(bench, path, files=1000, size=10**7):
+    return bench.Export(bench.export_specs(True, 0.1)["tiny"], path, files, size, {})
+
+
+def result_rows(manifests):
+    from migrate_fs import manifest
+
+    rows = manifest.read_stage(manifests, "bench", "result").to_pylist()
+    return {r["object_id"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def local_run(sample_export, tmp_path_factory):
+    """``migrate-fs run`` of the sample export, 2 workers: what the backends must equal."""
+    from migrate_fs.cli import main
+
+    base = tmp_path_factory.mktemp("local")
+    assert main(["run", str(sample_export), "--out", str(base / "out"), "--run", "bench",
+                 "--manifests", str(base / "manifests"), "--workers", "2", "--quiet"]) == 0
+    return base
+
+
+def test_the_two_shard_driver_timed_as_one_command_equals_the_local_run(
+        bench, sample_export, local_run, tmp_path, monkeypatch):
+    from conftest import content_digest
+
+    from migrate_fs import manifest
+
+    monkeypatch.setattr(bench, "QUIET_MAX_WAIT", 0.0)
+    export = export_of(bench, sample_export)
+    method = next(m for m in bench.methods() if m.name == "shards-2")
+    assert method.exports == ("images", "tiny") and not method.cluster
+    m = bench.measure(method.argv(export, tmp_path), tmp_path, 1, timeout=300)
+    assert m.ok, m.error
+    details = method.inspect(export, tmp_path)
+    m.details.update(details)  # as run_method does
+    shards = details["shards"]
+    assert list(shards["seconds"]) == ["inventory", "plan", "write"]
+    assert sum(shards["seconds"].values()) <= m.seconds
+    assert shards["plan"] == ("sharded" if bench.plan_has("--shard") else "one, --workers 2")
+    # every migrate-fs process ran below the timed command: its CPU and largest process
+    assert m.details["cpu_user_s"] + m.details["cpu_system_s"] > 1.0
+    assert m.peak_rss_mb > 60  # a migrate-fs process, not the driver alone
+    inventory = manifest.part_names(manifest.stage_dir(tmp_path / "manifests", "bench",
+                                                       "inventory"))
+    assert {n[:14] for n in inventory if n.startswith("part-")} == {
+        "part-s000of002", "part-s001of002"}  # each shard inventoried its own objects
+    results = manifest.part_names(manifest.stage_dir(tmp_path / "manifests", "bench", "result"))
+    assert results and all(n.startswith("part-s00") and n[11:14] == "002" for n in results
+                           if n.startswith("part-"))
+    assert content_digest(tmp_path / "out") == content_digest(local_run / "out")
+    assert result_rows(tmp_path / "manifests") == result_rows(local_run / "manifests")
+    assert details["result_status"] == Counter(
+        r["status"] for r in result_rows(local_run / "manifests").values())
+    notes = bench.method_notes(export, bench.MethodResult("shards-2", "s", 1, 1, [m]))
+    assert "inventory" in notes and f"(plan: {shards['plan']})" in notes
+
+
+def test_a_failing_shard_stops_the_others_of_its_step(tmp_path):
+    """Shard 1's inventory fails at once; shard 0's would run a minute (a sharded plan waits
+    for the other shards forever): the driver stops it and fails."""
+    driver = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("bench_driver", {str(SCRIPT)!r})
+bench = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = bench
+spec.loader.exec_module(bench)
+bench.migrate_fs_argv = lambda *args: [sys.executable, "-c", "raise SystemExit(3)"
+                                       if "1/2" in args else "import time; time.sleep(60)"]
+sys.exit(bench.shards_main(["src", "out", "m", "r"]))
+"""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert time.monotonic() - started < 20
+    assert done.returncode == 1 and done.stdout == ""
+    assert "inventory of shard 1/2 failed (exit status 3); the others were stopped" in done.stderr
+
+
+def test_dask_runs_on_a_cluster_started_once_whose_processes_count(
+        bench, sample_export, local_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "QUIET_MAX_WAIT", 0.0)
+    monkeypatch.setattr(bench, "TMP_DIR", tmp_path)
+    export = export_of(bench, sample_export)
+    dask = next(m for m in bench.methods() if m.name == "dask-2")
+    results = bench.benchmark_export(export, [dask], 2, {}, timeout=300, pretouch_enabled=False)
+    r = results["dask-2"]
+    assert r.skipped is None and [m.error for m in r.measurements] == [None, None]
+    assert export.cluster is None  # stopped, and no process of it is left
+    for pid in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            assert str(tmp_path / "dask") not in Path(f"/proc/{pid}/cmdline").read_text()
+    local = Counter(row["status"] for row in result_rows(local_run / "manifests").values())
+    for m in r.measurements:
+        assert m.details["result_status"] == local
+        watched = m.details["watched_rss_mb"]
+        assert set(watched) == {"scheduler", "worker-0", "worker-1"}
+        assert min(watched.values()) > 50 and m.peak_rss_mb >= max(watched.values())
+        assert m.details["watched_cpu_s"] > 0.1  # the workers did the work ...
+        cpu = m.details["cpu_user_s"] + m.details["cpu_system_s"]
+        assert cpu > m.details["watched_cpu_s"]  # ... counted with the command's ...
+    first, second = (m.details["watched_cpu_s"] for m in r.measurements)
+    assert second < first  # ... during the run only: the first run pays the workers'
+    # imports of migrate_fs; counted from their start, the second would hold the first
+    assert "worker-0" in bench.worker_rss(r)
+
+
+def test_ratios_and_targets_of_the_execution_backends(bench):
+    def with_workers(r, **peaks):
+        for m in r.measurements:
+            m.details["watched_rss_mb"] = peaks
+        return r
+
+    tiny = {"run-1": result(bench, "run-1", 1000, (20.0, 15.0, 1.0)),
+            "run-2": result(bench, "run-2", 1000, (10.0, 16.0, 2.0)),
+            "shards-2": result(bench, "shards-2", 1000, (12.0, 18.0, 2.0)),
+            "dask-2": with_workers(result(bench, "dask-2", 1000, (10.5, 17.0, 3.0)),
+                                   scheduler=120.0, **{"worker-0": 250.0, "worker-1": 262.0})}
+    images = {"run-2": result(bench, "run-2", 200, (4.0, 6.0, 1.0)),
+              "dask-2": result(bench, "dask-2", 200, (5.0, 6.0, 1.0))}
+    results = {"tiny": tiny, "images": images}
+    targets = {t.name: t for t in bench.execution_targets(results)}
+    dask = targets["dask vs local 2 workers on 'tiny' (files/s)"]
+    assert (dask.met, dask.threshold) == (True, ">= 0.9x")
+    assert dask.value == "0.95x (95 vs 100 files/s)"
+    shards = targets["2 shards vs local 2 workers on 'tiny' (files/s)"]
+    assert shards.met is False and shards.value.startswith("0.83x")
+    assert targets["dask vs local 2 workers on 'images' (files/s)"].met is False  # 0.80x
+    assert targets["2 shards vs local 2 workers on 'images' (files/s)"].status == "n/a"
+    assert set(targets) <= {t.name for t in bench.check_targets({}, results, None)}
+
+    exports = {name: export_of(bench, Path("/x"), files) for name, files in
+               (("tiny", 1000), ("images", 200))}
+    tables = bench.execution_tables(exports, results)
+    assert len(tables) == 2 and "'images'" in tables[0] and "'tiny'" in tables[1]
+    lines = tables[1].splitlines()
+    headers = [c.strip() for c in lines[4].strip("|").split("|")]
+    assert headers[:8] == ["method", "median s", "runs s", "files/s", "x local 2",
+                           "CPU ms/object", "peak RSS MB", "per worker RSS MB"]
+    rows = {row[0]: row for row in ([c.strip() for c in line.strip("|").split("|")]
+                                     for line in lines[6:])}
+    assert [row[4] for row in rows.values()] == ["0.50", "1.00", "0.83", "0.95"]
+    dask_row = rows["dask-2"]
+    assert dask_row[5] == "20.0"  # 17 + 3 CPU seconds over 1,000 objects
+    assert dask_row[7] == "scheduler 120, worker-0 250, worker-1 262"
+    tiny["shards-2"].measurements[0].details["shards"] = {
+        "seconds": {"inventory": 3.0, "plan": 5.5, "write": 3.5}, "plan": "sharded"}
+    shards_row = bench.execution_tables(exports, results)[1].splitlines()[-2]
+    assert "inventory 3.0 s, plan 5.5 s, write 3.5 s (plan: sharded)" in shards_row
+    assert bench.execution_tables(exports, {"tiny": {"run-2": tiny["run-2"]}}) == []
+
+
+def test_the_scale_row_on_dask(bench):
+    dask = scale_run(bench, 500_000, 30.0, 40.0, 450.0)
+    dask.measurement.details["watched_rss_mb"] = {"scheduler": 150.0, "worker-0": 449.6}
+    scale = {"runs": [], "dask": dask, "export": "tiny-headers", "base_rows": 2_000,
+             "workers": 2}
+    row = bench.scale_table(scale).splitlines()[-1]
+    assert row.startswith("| 500,000 on dask (2 workers) | 489 (100 MB) | 30.0 | 40.0 | 80.0 |")
+    assert row.endswith("ok; peak RSS MB: scheduler 150, worker-0 450 |")
+    assert bench.plan_targets(scale)[0].status == "n/a"  # the local plan's targets: not run
+    scale = {**scale, "dask": None, "dask_error": "RuntimeError('no scheduler')"}
+    assert "failed: RuntimeError('no scheduler')" in bench.scale_table(scale)
+
+
+def test_only_execution_and_scale_dask(bench):
+    sections, chosen = bench.selection(bench.parse_args(["--only", "execution"]).only)
+    assert sections == ["images", "tiny"]
+    assert [m.name for m in chosen] == ["cp", "run-1", "run-2", "shards-2", "dask-2"]
+    assert bench.selection(["scale-dask"])[0] == ["scale-dask"]
+    sections, chosen = bench.selection([])  # the default run has both
+    assert "scale-dask" in sections and {"shards-2", "dask-2"} <= {m.name for m in chosen}

@@ -348,7 +348,8 @@ def test_no_objects_and_untouched_objects(tmp_path: Path) -> None:
         ("tag", pa.string()), ("keyword", pa.string()), ("old", pa.string()),
         ("new", pa.string()), ("rule", pa.string())]))
     assert applied.problems.type == pa.list_(pa.struct([("code", pa.string()),
-                                                        ("message", pa.string())]))
+                                                        ("message", pa.string()),
+                                                        ("severity", pa.string())]))
     assert changes(applied, 0) == {"PatientID": (None, "7", "legacy_db_correction")}
     assert changes(applied, 1) == {}
 

@@ -127,3 +127,34 @@ def test_the_readme_helpers_read_tables():
     assert [t[0][0] for t in tables(text)] == ["module", "other", "rule"]
     with pytest.raises(AssertionError, match="not one name in backticks"):
         first_column([["module"], ["---"], ["a.py"]], "t")
+
+
+def test_the_manifest_examples_run_on_a_real_run(sample_migration, tmp_path, monkeypatch):
+    """The pandas and DuckDB examples of "Manifests in pandas and DuckDB", run as a user would
+    (in a folder whose manifests/trial is a real run with a trial plan 'strict')."""
+    import shutil
+
+    import duckdb
+
+    body = section(README, "Manifests in pandas and DuckDB")
+    python = re.search(r"```python\n(.*?)```", body, re.S).group(1)
+    sql = re.search(r"```sql\n(.*?)```", body, re.S).group(1)
+    shutil.copytree(sample_migration.manifests / sample_migration.run,
+                    tmp_path / "manifests" / "trial")
+    config = tmp_path / "strict.toml"
+    config.write_text('[rules]\nvalue_too_long = "quarantine"\n')
+    assert main(["plan", "--run", "trial", "--manifests", str(tmp_path / "manifests"), "--as",
+                 "strict", "--config", str(config), "--workers", "1", "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(python, "README.md", "exec"), namespace)  # noqa: S102 - the README's code
+    assert len(namespace["result"]) == len(sample_migration.stage("result"))
+    assert len(namespace["quarantined"]) and len(namespace["changes"])
+    differing = namespace["both"][(namespace["both"].action_a != namespace["both"].action_b)
+                                  | (namespace["both"].reason_a.fillna("")
+                                     != namespace["both"].reason_b.fillna(""))]
+    statements = [q for q in sql.split(";") if q.strip()]
+    found = [duckdb.sql(q).fetchall() for q in statements]
+    assert sum(n for _, _, n in found[0]) == len(sample_migration.stage("result"))
+    assert found[1] and found[2]  # blocking codes, changes by rule
+    assert len(found[3]) == len(differing) > 0  # the strict profile changes some decisions

@@ -174,3 +174,26 @@ def test_a_plan_shard_refuses_while_an_inventory_shard_runs(sample_export: Path,
         _, err = plan.communicate(timeout=60)
     assert plan.returncode == 1
     assert "shard 1/2 is still taking its inventory" in err and "Traceback" not in err
+
+
+def test_a_shard_that_stops_on_an_error_stops_the_others(tmp_path: Path) -> None:
+    stale = PhaseBarrier(tmp_path, Shard(0, 2), _in_order)
+    stale.stop("an earlier attempt")  # before shard 1 starts: not a reason to stop
+    time.sleep(0.05)
+    errors: list[BaseException] = []
+
+    def waiting() -> None:
+        barrier = PhaseBarrier(tmp_path, Shard(1, 2), _in_order)
+        try:
+            barrier([(int, ("7",))] * 2)
+        except ShardsDisagree as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive() and not errors  # shard 1 waits for shard 0, despite the stale stop
+    PhaseBarrier(tmp_path, Shard(0, 2), _in_order).stop("the plan decided 3 of 4 objects")
+    thread.join(10)
+    assert not thread.is_alive()
+    assert errors and "shard 0/2 stopped (the plan decided 3 of 4 objects)" in str(errors[0])

@@ -10,12 +10,20 @@ import os
 from pathlib import Path
 
 EXIT_FAILED_OBJECTS = 3  # objects failed at write time: a re-run retries them
+EXIT_AUDIT_FAILED = 4  # an audit (verify, reconcile) found differences: see its report
 
 
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
@@ -92,4 +100,13 @@ def shard_parent() -> argparse.ArgumentParser:
                    help="do only shard I of N (0 <= I < N) of this step: each object (an "
                         "archive: each archive) belongs to one shard; start one process per "
                         "shard, on any machines that share the export, output and manifests")
+    return p
+
+
+def json_parent() -> argparse.ArgumentParser:
+    """--json: the command's summary as one JSON object on stdout (for scripts), instead of
+    the tables."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (for scripts) instead of tables")
     return p

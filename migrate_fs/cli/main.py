@@ -5,8 +5,10 @@ Exit codes: 0 when every source object is accounted for in the manifest and ende
 out of order, output inside the source, a run another process holds), printed as one line
 saying what to do next; 2 on a usage error (an option that cannot work, such as an --out that
 is a file); 3 when objects failed at write time (a full disk, an unreadable source: the summary
-names the reasons, and running the same command again retries them); 130 when interrupted
-(Ctrl-C: running the same command again resumes; a second Ctrl-C stops at once).
+names the reasons, and running the same command again retries them); 4 when an audit found
+differences (verify: an output failing a check, a stray file; reconcile: a study that does not
+reconcile); 130 when interrupted (Ctrl-C: running the same command again resumes; a second
+Ctrl-C stops at once).
 Each verb is one module with ``HELP``, ``add_parser(subparsers)`` and ``handle(args) -> int``.
 """
 
@@ -26,10 +28,21 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from migrate_fs import __version__
-from migrate_fs.cli import inventory, plan, rules, run, status, write
+from migrate_fs.cli import (
+    diff,
+    inventory,
+    plan,
+    reconcile,
+    report,
+    rules,
+    run,
+    status,
+    verify,
+    write,
+)
 from migrate_fs.errors import MigrateError
 
-COMMANDS = [inventory, plan, write, run, status, rules]
+COMMANDS = [inventory, plan, write, run, status, verify, reconcile, diff, report, rules]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ HELP = "decide what happens to every object; print the report"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help=HELP, description=HELP, parents=[
         common.run_parent(), common.workers_parent(), common.plan_parent(),
-        common.shard_parent()])
+        common.shard_parent(), common.json_parent()])
     p.add_argument("--as", dest="trial", metavar="NAME",
                    help="a trial plan: write it to MANIFESTS/RUN/trials/NAME/plan, beside the "
                         "run's own plan (which `write` executes), to compare rules")
@@ -59,6 +59,16 @@ def report(done: PlanDone, args: argparse.Namespace) -> None:
     from migrate_fs.summary import problem_counts, table_text, totals
 
     hashed = done.hashed or {"objects": 0, "bytes_read": 0}
+    if getattr(args, "json", False):
+        from migrate_fs.summary import as_json
+
+        print(as_json(done.tally, "plan", seconds=round(done.seconds, 3), content_hashes=hashed,
+                      remedies=dict(blocking_remedies(done.tally)),
+                      orphans=str(done.orphans) if done.orphans else None,
+                      orphan_count=done.orphan_count,
+                      manifest=str(done.folder or manifest.stage_dir(args.manifests, args.run,
+                                                                     "plan"))))
+        return
     print(f"plan: {totals(done.tally)}")
     print(f"content hashes: {hashed['objects']} objects (their UID or pixel signature collides), "
           f"{hashed['bytes_read'] / 1e6:.1f} MB read; {hashed.get('decoded', 0)} objects decoded "

@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     subparsers.add_parser("run", help=HELP, description=HELP, parents=[
         common.sources_parent(), common.run_parent(run_required=False),
         common.workers_parent(), common.decode_parent(), common.plan_parent(),
-        common.output_parent(), common.shard_parent()])
+        common.output_parent(), common.shard_parent(), common.json_parent()])
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ HELP = "execute the plan: write Part 10 files and the result"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     subparsers.add_parser("write", help=HELP, description=HELP, parents=[
         common.run_parent(), common.workers_parent(), common.output_parent(),
-        common.shard_parent()])
+        common.shard_parent(), common.json_parent()])
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -49,6 +49,14 @@ def report(done: StepDone, args: argparse.Namespace) -> None:
     from migrate_fs import manifest
     from migrate_fs.summary import table_text, totals
 
+    if getattr(args, "json", False):
+        from migrate_fs.summary import as_json
+
+        print(as_json(done.tally, "write", seconds=round(done.seconds, 3),
+                      bytes_written=done.bytes_written, failed=done.failed,
+                      repaired=done.repaired, output=str(args.out.resolve()),
+                      manifest=str(manifest.stage_dir(args.manifests, args.run, "result"))))
+        return
     print(f"write: {totals(done.tally)}; {done.bytes_written / 1e6:.1f} MB written now in "
           f"{done.seconds:.1f} s" + (f"; {done.repaired} missing or damaged outputs written "
                                      "again" if done.repaired else ""))

@@ -93,6 +93,14 @@ def _kept(folder: str, index: int, function: Callable[..., Any], arguments: tupl
     os.replace(tmp, final)
 
 
+def write_marker(path: Path, text: str) -> None:
+    """Write a marker the other shards read (under a temporary name, then renamed: they never
+    read one half written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 @dataclass
 class PhaseBarrier:
     """A runner of phases (lists of tasks, as :mod:`migrate_fs.plan.buckets` hands them) for one
@@ -112,6 +120,14 @@ class PhaseBarrier:
     waiting: Callable[[str], None] | None = None
     watch: Callable[[], None] | None = None  # called while waiting: may raise to stop it
     phase: int = 0
+    _since: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._stop_marker(self.shard.index).unlink(missing_ok=True)  # started again
+        self.folder.mkdir(parents=True, exist_ok=True)
+        started = self.folder / f"started-{self.shard.index}of{self.shard.count}"
+        write_marker(started, "")
+        self._since = started.stat().st_mtime  # on the shared folder's clock
 
     def __call__(self, tasks: list[Task]) -> list[Any]:
         here = self.folder / f"phase-{self.phase:03d}"
@@ -121,8 +137,7 @@ class PhaseBarrier:
                 and not (here / f"t{j:06d}.pkl").exists()]
         for _ in self.run([(_kept, (str(here), j, *tasks[j])) for j in mine]):
             pass
-        marker = here / f"done-{self.shard.index}of{self.shard.count}"
-        marker.write_text(str(len(tasks)))
+        write_marker(here / f"done-{self.shard.index}of{self.shard.count}", str(len(tasks)))
         self._wait(here, len(tasks))
         results = []
         for j in range(len(tasks)):
@@ -137,7 +152,7 @@ class PhaseBarrier:
             for i in range(self.shard.count):
                 marker = here / f"done-{i}of{self.shard.count}"
                 try:
-                    seen = int(marker.read_text() or -1)
+                    seen = int(marker.read_text())
                 except FileNotFoundError:
                     left.append(f"{i}/{self.shard.count}")
                     continue
@@ -149,6 +164,7 @@ class PhaseBarrier:
                         "before it has finished on every shard")
             if not left:
                 return
+            self._stopped()
             if self.watch is not None:
                 self.watch()
             if not told and self.waiting is not None:
@@ -157,6 +173,25 @@ class PhaseBarrier:
                 told = True
             time.sleep(pause)
             pause = min(pause * 2, POLL_SECONDS)
+
+    def stop(self, why: str) -> None:
+        """Say that this shard stopped on an error (``why``): the others stop waiting for it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_marker(self._stop_marker(self.shard.index), why)
+
+    def _stop_marker(self, index: int) -> Path:
+        return self.folder / f"stopped-{index}of{self.shard.count}"
+
+    def _stopped(self) -> None:
+        for i in range(self.shard.count):
+            marker = self._stop_marker(i)
+            try:
+                why, when = marker.read_text(), marker.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if i != self.shard.index and when >= self._since:  # not a stop before this start
+                raise ShardsDisagree(f"shard {i}/{self.shard.count} stopped ({why}); this shard "
+                                     "stops too: mend the cause, then start every shard again")
 
     def finish(self) -> bool:
         """Mark this shard finished with every phase; True for the shard that sees all of

@@ -298,7 +298,7 @@ def plan_groups(groups: Sequence[Group], store: Store, run: Runner, config: Conf
     list(run([(_settle, (store, g, config, buckets)) for g in groups]))
     list(run([(_paths, (store, int(b))) for b in store.keys("path-keys")]))
     tally = Tally()
-    for part in run([(_finish, (store, g)) for g in groups]):
+    for part in run([(_finish, (store, g, config)) for g in groups]):
         tally.merge(part)
     return Outcome(tally, orphans, hashed)
 
@@ -578,7 +578,7 @@ def _paths(store: Store, bucket: int) -> None:
     _by_key(store, "path-decided", f"p{bucket:06d}", table, _group_of(table.column("rid")))
 
 
-def _finish(store: Store, group: Group) -> Tally:
+def _finish(store: Store, group: Group, config: Config) -> Tally:
     parts = group.read(["problems", "transfer_syntax", "size"])
     settled = store.read("settled", group.index, SETTLED)
     collisions = store.read("path-decided", group.index, COLLISIONS)
@@ -595,7 +595,7 @@ def _finish(store: Store, group: Group) -> Tally:
         decided = final_decisions(
             part.column("problems").combine_chunks() if n else pa.array([], pa.list_(PROBLEM)),
             part.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string()),
-            settled.slice(offset, n), here)
+            settled.slice(offset, n), here, config.code_policies())
         decided_parts.append(decided)
         tally.add(decided.select(["action", "reason", "problems"]).append_column(
             "size", part.column("size")))

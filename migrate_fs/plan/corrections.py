@@ -42,7 +42,6 @@ where the value actually changes.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import re
 from dataclasses import dataclass
@@ -52,13 +51,12 @@ from typing import NoReturn
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pv
-import pyarrow.parquet as pq
 from pydicom.datadict import tag_for_keyword
 from pydicom.tag import Tag
 
 from migrate_fs.errors import CorrectionsError
 from migrate_fs.problems import CHANGE, PROBLEM
+from migrate_fs.tablefiles import read_table_file
 
 KEYS = ("StudyInstanceUID", "AccessionNumber", "OldPatientID")
 KEY_FIELDS = {"StudyInstanceUID": "study_instance_uid", "AccessionNumber": "accession_number",
@@ -135,52 +133,8 @@ def load_corrections(path: str | Path) -> pa.Table:
 
 
 def _read(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise CorrectionsError(f"{path}: no such file; give the path of the corrections CSV "
-                               "or Parquet file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return _read_parquet(path)
-    if suffix == ".csv":
-        return _read_csv(path)
-    raise CorrectionsError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; name the "
-                           "file *.csv (UTF-8, comma-separated) or *.parquet")
-
-
-def _read_csv(path: Path) -> pa.Table:
-    """All columns as strings (so that '00123' stays '00123'), empty cells as ''."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), None)
-    except UnicodeDecodeError as exc:
-        raise CorrectionsError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                               "save the file as UTF-8 CSV") from exc
-    if not header:
-        raise CorrectionsError(f"{path}: the file is empty; its first line must name the "
-                               "columns, e.g. StudyInstanceUID,PatientID,PatientName")
-    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-        raise CorrectionsError(f"{path}: the header {header[0]!r} is one column; separate the "
-                               "columns with commas")
-    _check_columns(header, str(path))
-    options = pv.ConvertOptions(column_types={c: pa.string() for c in header},
-                                strings_can_be_null=False)
-    try:
-        return pv.read_csv(path, convert_options=options)
-    except pa.ArrowInvalid as exc:
-        text = str(exc).splitlines()[0]
-        fix = ("save the file as UTF-8" if "UTF8" in text else
-               "check the quoting, and that every row has one cell per column")
-        raise CorrectionsError(f"{path}: cannot be read as CSV ({text}); {fix}") from exc
-
-
-def _read_parquet(path: Path) -> pa.Table:
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise CorrectionsError(f"{path}: cannot be read as Parquet ({exc}); write it again, or "
-                               "give a CSV file") from exc
-    _check_columns(table.column_names, str(path))
-    return table
+    return read_table_file(path, "the corrections file", CorrectionsError,
+                           "StudyInstanceUID,PatientID,PatientName", _check_columns)
 
 
 def _check_columns(names: list[str], source: str) -> None:
@@ -519,7 +473,8 @@ def _conflicts(levels: list[_Level], column: str, deciding: np.ndarray, clash: n
 
 
 def _entries(code: str, messages: pa.Array) -> pa.Array:
-    return pa.StructArray.from_arrays([pa.repeat(pa.scalar(code), len(messages)), messages],
+    return pa.StructArray.from_arrays([pa.repeat(pa.scalar(code), len(messages)), messages,
+                                       pa.nulls(len(messages), pa.string())],
                                       fields=list(PROBLEM))
 
 

@@ -36,7 +36,7 @@ from migrate_fs.paths import sanitize_component
 from migrate_fs.plan.corrections import Applied, apply_corrections
 from migrate_fs.plan.duplicates import DUPLICATE_INPUT
 from migrate_fs.plan.rules import RuleInput, RuleOutput, apply_rules
-from migrate_fs.problems import CATALOGUE, CHANGE, PROBLEM, blocks
+from migrate_fs.problems import CATALOGUE, CHANGE, PROBLEM, blocks, outcome_severity
 from migrate_fs.values import generated_uid
 
 NO_PATIENT = "_no_patient"  # the output folder of objects whose IOD has no patient
@@ -222,10 +222,11 @@ def new_sop_uid(config: Config, uid: str | None, content: str) -> str:
 
 
 def final_decisions(problems: pa.ListArray, transfer_syntax: pa.Array, settled: pa.Table,
-                    collisions: dict[int, str]) -> pa.Table:
+                    collisions: dict[int, str],
+                    policies: Mapping[str, str] | None = None) -> pa.Table:
     """The DECISIONS columns of one part group's rows from their settled state and the rows
     whose output path only differs in letter case from an earlier one's (row -> the kept
-    object's id)."""
+    object's id); every problem entry with its severity under the run's ``policies``."""
     n = settled.num_rows
     reason = np.array(settled.column("reason").to_pylist(), dtype=object)
     path = settled.column("output_path").combine_chunks() if n else pa.array([], pa.string())
@@ -248,7 +249,8 @@ def final_decisions(problems: pa.ListArray, transfer_syntax: pa.Array, settled: 
     all_added = _concat_lists(settled.column("added").combine_chunks() if n else
                               pa.array([], pa.list_(PROBLEM)), _problem_lists(added, n))
     return pa.table({
-        "problems": _concat_lists(problems, all_added, keep_nulls=True),
+        "problems": with_severity(_concat_lists(problems, all_added, keep_nulls=True),
+                                  actions, reasons, policies),
         **{f"output_{c}": settled.column(f"output_{c}") for c in OUTPUT_IDS},
         "action": actions,
         "reason": reasons,
@@ -261,6 +263,27 @@ def final_decisions(problems: pa.ListArray, transfer_syntax: pa.Array, settled: 
         "content_sha256": settled.column("content_sha256"),
         "changes": settled.column("changes"),
     })
+
+
+def with_severity(problems: pa.ListArray, actions: pa.Array, reasons: pa.Array,
+                  policies: Mapping[str, str] | None) -> pa.Array:
+    """The problem lists with each entry's severity (:func:`~migrate_fs.problems.
+    outcome_severity`); a Python step per problem entry, none per row without problems."""
+    flat = problems.flatten()
+    if not len(flat):
+        return problems
+    parents = pc.list_parent_indices(problems)
+    migrated = pc.equal(actions.take(parents), "migrate").to_pylist()
+    severity = [outcome_severity(code, message, moved, reason, policies)
+                for code, message, moved, reason in zip(
+                    flat.field("code").to_pylist(), flat.field("message").to_pylist(),
+                    migrated, reasons.take(parents).to_pylist(), strict=True)]
+    values = pa.StructArray.from_arrays(
+        [flat.field("code"), flat.field("message"), pa.array(severity, pa.string())],
+        fields=list(PROBLEM))
+    offsets = problems.offsets.to_numpy()
+    return pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), values,
+                                    mask=problems.is_null() if problems.null_count else None)
 
 
 def _problem_lists(added: dict[int, list[tuple[str, str]]], n: int) -> pa.Array:
