@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo lint test check bench clean
+.PHONY: venv demo lint test e2e check bench clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# the import into a real PACS (Orthanc, dcmsend): part of `make test` when they are installed
+e2e: venv
+	$(BIN)/python -m pytest -q tests/test_pacs_e2e.py
 
 check: lint test
 

@@ -116,10 +116,10 @@ def table_text(tally: Tally, keys: list[str]) -> str:
     counts = count_by(tally, keys)
     header = ["objects", *keys]
     lines = [[str(n), *("-" if v is None else str(v) for v in values)] for values, n in counts]
-    return _aligned([header, *lines])
+    return aligned([header, *lines])
 
 
-def _aligned(rows: list[list[str]]) -> str:
+def aligned(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     fmt = lambda r: "  ".join(c.rjust(w) if i == 0 else c.ljust(w)  # noqa: E731
                               for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
@@ -147,7 +147,7 @@ def problem_counts(tally: Tally) -> str:
     if not tally.codes:
         return ""
     rows = sorted(tally.codes.items(), key=lambda kv: (-kv[1], kv[0]))
-    return _aligned([["objects", "code"], *([str(n), code] for code, n in rows)])
+    return aligned([["objects", "code"], *([str(n), code] for code, n in rows)])
 
 
 def count_by(tally: Tally, keys: list[str]) -> list[tuple[tuple[str | None, ...], int]]:

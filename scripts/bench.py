@@ -597,7 +597,8 @@ def shards_argv(export: Export, workdir: Path) -> list[str]:
     """The shards driver on the export, into ``workdir``; the plan sharded if it can be."""
     return driver_argv("_shards", str(export.path), str(workdir / "out"),
                        str(workdir / "manifests"), RUN_NAME, "--shards", str(SHARDS),
-                       *(["--sharded-plan"] if plan_has("--shard") else []))
+                       *(["--one-command"] if plan_has("--shard", "run") else
+                         ["--sharded-plan"] if plan_has("--shard") else []))
 
 
 def inventory_argv(export: Export, workdir: Path) -> list[str]:
@@ -1276,9 +1277,12 @@ def naive_main(argv: Sequence[str]) -> int:
 
 
 def shards_main(argv: Sequence[str]) -> int:
-    """``bench.py _shards SRC OUT MANIFESTS RUN --shards N [--sharded-plan]``: N workstations
-    on one machine, as a command to time. Per step, one process per shard, all started at
-    once, and the next step once all have ended: ``inventory --shard I/N --workers 1``; the
+    """``bench.py _shards SRC OUT MANIFESTS RUN --shards N [--sharded-plan | --one-command]``:
+    N workstations on one machine, as a command to time. With ``--one-command`` (when ``run``
+    takes ``--shard``): ``run --shard I/N --workers 1`` per shard, all at once (the shards meet
+    after the inventory and between the plan's phases). Else per step, one process per shard,
+    all started at once, and the next step once all have ended: ``inventory --shard I/N
+    --workers 1``; the
     plan: with ``--sharded-plan`` ``plan --shard I/N --workers 1`` per shard (they wait on each
     other between the plan's phases), else one ``plan --workers N``; ``write --shard I/N
     --workers 1``. Their stdout is dropped, their stderr is this command's. When one process
@@ -1289,6 +1293,7 @@ def shards_main(argv: Sequence[str]) -> int:
         parser.add_argument(name)
     parser.add_argument("--shards", type=int, default=SHARDS)
     parser.add_argument("--sharded-plan", action="store_true")
+    parser.add_argument("--one-command", action="store_true")
     args = parser.parse_args(argv)
     run = ["--run", args.run, "--manifests", args.manifests]
 
@@ -1296,10 +1301,11 @@ def shards_main(argv: Sequence[str]) -> int:
         return [[*step, *run, "--shard", f"{i}/{args.shards}", "--workers", "1", "--quiet"]
                 for i in range(args.shards)]
 
-    steps = {"inventory": each("inventory", args.source),
-             "plan": (each("plan") if args.sharded_plan
-                      else [["plan", *run, "--workers", str(args.shards), "--quiet"]]),
-             "write": each("write", "--out", args.out)}
+    steps = {"run": each("run", args.source, "--out", args.out)} if args.one_command else {
+        "inventory": each("inventory", args.source),
+        "plan": (each("plan") if args.sharded_plan
+                 else [["plan", *run, "--workers", str(args.shards), "--quiet"]]),
+        "write": each("write", "--out", args.out)}
     seconds = {}
     for step, commands in steps.items():
         start = time.perf_counter()
@@ -1322,7 +1328,8 @@ def shards_main(argv: Sequence[str]) -> int:
                       f"{process.returncode}); the others were stopped", file=sys.stderr)
                 return 1
         seconds[step] = round(time.perf_counter() - start, 3)
-    plan = "sharded" if args.sharded_plan else f"one, --workers {args.shards}"
+    plan = ("sharded, in run --shard" if args.one_command else "sharded" if args.sharded_plan
+            else f"one, --workers {args.shards}")
     print(json.dumps({"seconds": seconds, "plan": plan}))
     return 0
 
@@ -1385,16 +1392,17 @@ def scale_base(export: Export) -> tuple[Path, str]:
 
 
 @functools.cache
-def plan_help() -> str:
-    """``migrate-fs plan --help``."""
-    return subprocess.run(migrate_fs_argv("plan", "--help"), capture_output=True, text=True,
+def verb_help(verb: str) -> str:
+    """``migrate-fs VERB --help``."""
+    return subprocess.run(migrate_fs_argv(verb, "--help"), capture_output=True, text=True,
                           check=False).stdout
 
 
-def plan_has(option: str) -> bool:
-    """True when ``migrate-fs plan`` takes ``option`` (``--workers``: the plan that runs per
-    part; ``--shard``: the sharded plan)."""
-    return re.search(re.escape(option) + r"\b(?!-)", plan_help()) is not None
+def plan_has(option: str, verb: str = "plan") -> bool:
+    """True when ``migrate-fs plan`` (or ``verb``) takes ``option`` (``--workers``: the plan
+    that runs per part; ``--shard``: the sharded plan; ``run`` with ``--shard``: one command
+    per shard)."""
+    return re.search(re.escape(option) + r"\b(?!-)", verb_help(verb)) is not None
 
 
 def plan_rows(folder: Path) -> int:
@@ -1692,9 +1700,10 @@ def execution_tables(exports: dict[str, Export], results: Results) -> list[str]:
             "system of every process the method used (the dask scheduler's and workers' during "
             "the run included); 'peak RSS' the largest single process, dask workers included; "
             "'per worker' the largest local worker, or each dask process. The shards: "
-            f"`inventory --shard I/{SHARDS}`, the plan, `write --shard I/{SHARDS}`, one process "
-            "per shard at once (`--workers 1` each), every step timed from start to end as "
-            "one command.\n\n" + markdown_table(
+            f"`run --shard I/{SHARDS}` (or, before `run` took `--shard`, `inventory --shard "
+            f"I/{SHARDS}`, the plan, `write --shard I/{SHARDS}` step by step), one process per "
+            "shard at once (`--workers 1` each), timed from start to end as one command."
+            "\n\n" + markdown_table(
                 ["method", "median s", "runs s", "files/s", "x local 2", "CPU ms/object",
                  "peak RSS MB", "per worker RSS MB", "notes"], rows))
     return tables

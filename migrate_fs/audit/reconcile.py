@@ -166,8 +166,8 @@ def reconcile(manifests: str | Path, run: str, expected: str | Path, *,
     docstring); write ``<manifests>/<run>/reconcile/studies.parquet`` atomically. Raises
     :class:`ReconcileError` for an unusable file (or too little memory) and
     :class:`~migrate_fs.errors.StageMissing` when the run has no plan."""
-    plan = _parts(manifests, run, "plan", manifest.stage_parts(manifests, run, "plan"))
-    result = _parts(manifests, run, "result",
+    plan = part_paths(manifests, run, "plan", manifest.stage_parts(manifests, run, "plan"))
+    result = part_paths(manifests, run, "result",
                     manifest.part_names(manifest.stage_dir(manifests, run, "result")))
     table = load_expected(expected)
     out = manifest.run_dir(manifests, run) / "reconcile"
@@ -175,7 +175,7 @@ def reconcile(manifests: str | Path, run: str, expected: str | Path, *,
     spill = out / f".duckdb-{os.getpid()}"
     con = duckdb.connect()
     try:
-        _configure(con, memory_limit, spill)
+        configure_duckdb(con, memory_limit, spill)
         con.register("expected_file", table)
         try:
             run_units(con, plan, result, "units", "unit_series")
@@ -204,13 +204,13 @@ def _failed(exc: duckdb.Error, run: str, memory_limit: str) -> ReconcileError:
                           "); check them with migrate-fs status, and plan or write again")
 
 
-def _parts(manifests: str | Path, run: str, stage: str, names: Iterable[str]) -> list[str]:
+def part_paths(manifests: str | Path, run: str, stage: str, names: Iterable[str]) -> list[str]:
     """The paths of a stage's complete parts ``names``, sorted."""
     folder = manifest.stage_dir(manifests, run, stage)
     return [str(folder / f"{name}.parquet") for name in sorted(names)]
 
 
-def _configure(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path) -> None:
+def configure_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path) -> None:
     try:
         con.execute(f"SET memory_limit = {_literal(memory_limit)}")
     except duckdb.Error as exc:
@@ -240,10 +240,10 @@ def run_units(con: duckdb.DuckDBPyConnection, plan: list[str], result: list[str]
     found = "action IN ('migrate', 'quarantine')"
     migrated = "NOT planned" if result else "planned AND action = 'migrate'"
     params: dict[str, list[str]] = {}
-    plan_rows = (f"SELECT * FROM ({_select_parts(con, plan, PLAN_COLUMNS, 'plan', params)}) "
+    plan_rows = (f"SELECT * FROM ({select_parts(con, plan, PLAN_COLUMNS, 'plan', params)}) "
                  "WHERE action IS DISTINCT FROM 'skip'")
     results = (f"UNION ALL BY NAME SELECT *, FALSE AS planned FROM "
-               f"({_select_parts(con, result, RESULT_COLUMNS, 'result', params)}) "
+               f"({select_parts(con, result, RESULT_COLUMNS, 'result', params)}) "
                f"WHERE status IN {MIGRATED}") if result else ""
     con.execute(f"""
         CREATE TEMP TABLE {units} AS
@@ -268,7 +268,7 @@ def run_units(con: duckdb.DuckDBPyConnection, plan: list[str], result: list[str]
                 {k: v for k, v in params.items() if k.startswith("plan")})
 
 
-def _select_parts(con: duckdb.DuckDBPyConnection, files: list[str], wanted: tuple[str, ...],
+def select_parts(con: duckdb.DuckDBPyConnection, files: list[str], wanted: tuple[str, ...],
                   name: str, params: dict[str, list[str]]) -> str:
     """SQL: the rows of the part ``files`` with the columns ``wanted``, NULL where a part lacks
     one (parts of older schema versions). The parts are grouped by which of the columns they

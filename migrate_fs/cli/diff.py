@@ -63,7 +63,7 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def print_summary(found: dict[str, Any], first: list[dict[str, Any]]) -> None:
-    from migrate_fs.summary import _aligned
+    from migrate_fs.summary import aligned
 
     a, b = found["a"], found["b"]
     print(f"diff of {found['stage']}s: {a['name']} ({a['objects']} objects, {a['folder']}) -> "
@@ -72,7 +72,7 @@ def print_summary(found: dict[str, Any], first: list[dict[str, Any]]) -> None:
           f"unchanged {found['unchanged']}")
     if found["changed"]:
         print("changed objects by decision:")
-        print(_aligned([["objects", "action", "reason"], *(
+        print(aligned([["objects", "action", "reason"], *(
             [str(d["objects"]), _arrow(d["action_a"], d["action_b"]),
              _arrow(d["reason_a"], d["reason_b"])] for d in found["changed_by_decision"])]))
         print("columns changed (objects): " + ", ".join(
