@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from migrate_fs.errors import ConfigError
+from migrate_fs.paths import LAYOUT_FIELDS, MISSING, PRESETS, Layout, parse_layout
 
 Policy = Literal["fix", "warn", "quarantine"]
 POLICIES = ("fix", "warn", "quarantine")
@@ -193,6 +194,23 @@ decode_check = "none"
 # pylibjpeg and its plugins, migrate_fs.decode:decode_pixels); it takes (file, mode) and
 # yields decoded frames.
 decoder = ""
+
+[output]
+# Where each migrated object goes below the output root (`plan --layout` overrides it): a
+# preset or a pattern. Presets:
+#   "uids"           <PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm
+#   "study-folders"  {study_folders}
+#   "readable"       {readable}
+# A pattern names the plan's output values (after corrections and rules) by DICOM keyword,
+# with Python format specs and "|" fallbacks (the first with a value), and ends in .dcm:
+# layout = "{{PatientID}}/{{StudyDate}}_{{Modality}}/{{SeriesNumber:03d}}/{{InstanceNumber}}.dcm"
+# Fields: {fields}
+# A missing or empty value renders as {missing}; a numeric spec on a value that is not a number
+# gives the value's text. Each folder and file name is sanitized (migrate_fs/paths.py). Two
+# objects on one path: the later (locator order) gets name~<object_id>.dcm and the warning
+# output_path_suffixed. Objects without a patient (a Color Palette) always go to
+# _no_patient/<SOP class>/<SOPInstanceUID>.dcm. A new layout needs a new plan only.
+layout = "uids"
 """
 
 
@@ -218,7 +236,12 @@ class Config:
     variants: str = "keep_lossless"
     content_duplicates: str = "migrate"
     legacy_db_files: str = ""
+    layout: str = "uids"  # [output] layout: a preset name or a pattern (paths.parse_layout)
     source: str | None = None  # the file it was read from
+
+    def output_layout(self) -> Layout:
+        """The parsed output layout (validated when the configuration was made)."""
+        return parse_layout(self.layout)
 
     def code_policies(self) -> dict[str, Policy]:
         """Problem code -> policy, for every code the configuration decides."""
@@ -236,7 +259,7 @@ class Config:
                 "decode_check": self.decode_check, "decoder": self.decoder,
                 "conflict": self.conflict, "variants": self.variants,
                 "content_duplicates": self.content_duplicates,
-                "legacy_db_files": self.legacy_db_files,
+                "legacy_db_files": self.legacy_db_files, "layout": self.layout,
                 "source": self.source}
 
 
@@ -245,7 +268,21 @@ def default_toml() -> str:
     return DEFAULT_TOML.format(
         rules="\n".join(f'{k} = "{r.default}"' for k, r in CONFIGURABLE.items()),
         required="\n".join(f'{k} = "{v}"' for k, v in REQUIRED.items()),
-        problems="\n".join(f'{k} = "{v}"' for k, v in PROBLEM_POLICIES.items()))
+        problems="\n".join(f'{k} = "{v}"' for k, v in PROBLEM_POLICIES.items()),
+        study_folders=PRESETS["study-folders"].replace("{", "<").replace("}", ">"),
+        readable=PRESETS["readable"].replace("{", "<").replace("}", ">"),
+        fields=_wrapped(", ".join(LAYOUT_FIELDS) + ".", "# "), missing=MISSING)
+
+
+def _wrapped(text: str, prefix: str, width: int = 94) -> str:
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + len(word) + 1 > width - len(prefix):
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return f"\n{prefix}".join([*lines, line])
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -266,7 +303,7 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
     """Validate a parsed TOML document and merge it over the defaults."""
     where = source or "configuration"
     _only(data, {"profile", "migration", "charset", "rules", "required", "problems",
-                 "duplicates", "pixel"}, where)
+                 "duplicates", "pixel", "output"}, where)
     profile = _choice(data.get("profile", "faithful"), tuple(PROFILES), "profile", where)
     default_required, default_problems = PROFILES[profile]
     duplicates = _table(data, "duplicates", {"conflict", "variants", "content_duplicates",
@@ -299,6 +336,8 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
         raise ConfigError(f"{where}: pixel.decoder = {decoder!r}; give it as 'module:function'")
     decode = _choice(pixel.get("decode_check", "none"), ("none", "first", "all"),
                      "pixel.decode_check", where)
+    output_table = _table(data, "output", {"layout"}, where)
+    layout = checked_layout(output_table.get("layout", "uids"), f"{where}: output.layout")
     return Config(namespace=str(migration.get("namespace") or DEFAULT_NAMESPACE),
                   profile=profile, charset_output=output, date_order=date_order,
                   overrides={k.strip(): v.strip() for k, v in overrides.items()},
@@ -313,7 +352,20 @@ def parse_config(data: dict[str, Any], *, source: str | None = None) -> Config:
                   content_duplicates=_choice(duplicates.get("content_duplicates", "migrate"),
                                              ("migrate", "skip", "off"),
                                              "duplicates.content_duplicates", where),
-                  source=source)
+                  layout=layout, source=source)
+
+
+def checked_layout(value: Any, where: str = "--layout") -> str:
+    """A layout setting (a preset name or a pattern), validated: a ConfigError names what is
+    wrong (an unknown field and the fields there are, a bad format spec...)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string: a preset ({', '.join(PRESETS)}) or a "
+                          "pattern")
+    try:
+        parse_layout(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return value
 
 
 def _only(data: dict[str, Any], allowed: set[str], where: str, prefix: str = "") -> None:
@@ -385,7 +437,8 @@ def describe(config: Config) -> str:
              f"duplicates: conflict={config.conflict} variants={config.variants} "
              f"content_duplicates={config.content_duplicates}",
              f"pixel: decode_check={config.decode_check} "
-             f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}", "",
+             f"decoder={config.decoder or 'migrate_fs.decode:decode_pixels'}",
+             f"output: layout={config.layout} ({config.output_layout().pattern})", "",
              "rule                  policy      codes"]
     for name, (_, codes, text) in CONFIGURABLE.items():
         lines.append(f"{name:<21} {config.rules[name]:<11} {', '.join(codes)}")

@@ -70,3 +70,8 @@ class ClusterError(MigrateError):
 
 class ShardsDisagree(MigrateError):
     """The shards of one step see different work (other manifests, options or settings)."""
+
+
+class MediaError(MigrateError):
+    """A medium (``migrate-fs dicomdir``) cannot be made as asked: more objects than one medium
+    holds, or none of them can go on it."""

@@ -58,22 +58,44 @@ the SOP component plus ``.dcm``) with ``/``, so the result is always exactly fou
 deep and at most 263 characters long (Windows needs long-path support for deep roots).
 :func:`resolve_inside` is the writer's last line of defence: it refuses any relative path
 that would land outside the output root, including through existing symbolic links.
+
+**Layouts.** The four-level path above is the ``uids`` layout, the default. A layout
+(:func:`parse_layout`) is either a preset name (:data:`PRESETS`) or a pattern over the
+output values named by their DICOM keyword (:data:`LAYOUT_FIELDS`), with Python format specs
+and ``|`` fallbacks: ``{PatientID}/{StudyDate}_{Modality}/{SeriesNumber:03d}/{InstanceNumber|
+SOPInstanceUID:05d}.dcm``. The pattern's ``/`` separates components; a value can never add one.
+Each component is rendered (a missing or empty value as :data:`MISSING`; a numeric spec on a
+value that is not a number gives the value's text) and the rendered text goes through
+:func:`sanitize_component` as a whole, so every rule above holds for every layout; the file
+name's stem is sanitized without its ``.dcm``. The ``uids`` preset is :func:`output_relpath`
+itself (a missing value is ``_empty~<hash>`` there, as it always was). A pattern may map two
+objects to one path: the plan gives the later ones :func:`suffixed` names.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
+import string
 import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 __all__ = [
     "COMPONENT_MAX_LENGTH",
     "HASH_HEX_DIGITS",
+    "LAYOUT_FIELDS",
+    "MISSING",
+    "PRESETS",
+    "Layout",
     "output_relpath",
+    "parse_layout",
     "resolve_inside",
     "sanitize_component",
+    "suffixed",
 ]
 
 #: Default and output-path limit for one component; every valid DICOM UID (<= 64) fits.
@@ -191,3 +213,202 @@ def resolve_inside(root: Path, relpath: str) -> Path:
                 f"which is not inside the output root {base!r}"
             )
     return Path(real)
+
+
+# --- layouts -------------------------------------------------------------------------------
+
+#: What a missing or empty value renders as in a layout pattern (not in the ``uids`` preset).
+MISSING = "UNKNOWN"
+#: The fields a layout pattern may name: the plan's output values, by DICOM keyword.
+LAYOUT_FIELDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex",
+                 "IssuerOfPatientID", "StudyInstanceUID", "StudyDate", "StudyTime",
+                 "AccessionNumber", "StudyDescription", "SeriesInstanceUID", "Modality",
+                 "SeriesNumber", "SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+#: The named layouts: ``uids`` (the default, one folder per patient, study and series),
+#: ``study-folders`` (one folder per study) and ``readable`` (dicomsort style).
+PRESETS = {
+    "uids": "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
+    "study-folders": "{StudyInstanceUID}/{SOPInstanceUID}.dcm",
+    "readable": "{PatientID}/{StudyDate}_{AccessionNumber|StudyInstanceUID}/"
+                "{SeriesNumber:03d}_{Modality}/{InstanceNumber|SOPInstanceUID:05d}.dcm",
+}
+EXTENSION = ".dcm"
+_INT_TYPES, _FLOAT_TYPES = set("bcdoxXn"), set("eEfFgG%")
+_MAX_FIELD = 255  # a format spec that renders wider than this is refused
+
+
+@dataclass(frozen=True)
+class _Field:
+    names: tuple[str, ...]  # the first with a value is used
+    spec: str
+    kind: str  # "int", "float" or "str": what the spec formats
+
+
+Piece = str | _Field
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A parsed layout: ``name`` (a preset's, or ``pattern`` for a pattern) and its
+    components, each a sequence of literal text and fields (the last without ``.dcm``)."""
+
+    name: str
+    pattern: str
+    components: tuple[tuple[Piece, ...], ...]
+
+    @property
+    def is_uids(self) -> bool:
+        return self.name == "uids"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field the pattern names, in :data:`LAYOUT_FIELDS` order."""
+        used = {n for c in self.components for p in c if isinstance(p, _Field) for n in p.names}
+        return tuple(f for f in LAYOUT_FIELDS if f in used)
+
+    def render(self, values: Mapping[str, str | None]) -> str:
+        """The relative output path of one object from its output values (by keyword)."""
+        if self.is_uids:
+            return output_relpath(values.get("PatientID"), values.get("StudyInstanceUID"),
+                                  values.get("SeriesInstanceUID"), values.get("SOPInstanceUID"))
+        return self.render_many({f: [values.get(f)] for f in self.fields}, 1)[0]
+
+    def render_many(self, columns: Mapping[str, Sequence[str | None]], n: int) -> list[str]:
+        """The paths of ``n`` objects from their value columns (by keyword; every field of
+        the pattern): each component rendered and sanitized once per distinct set of values."""
+        parts: list[list[str]] = []
+        last = len(self.components) - 1
+        for index, pieces in enumerate(self.components):
+            names = sorted({m for p in pieces if isinstance(p, _Field) for m in p.names})
+            cache: dict[tuple[str | None, ...], str] = {}
+            rendered = []
+            for row in range(n):
+                key = tuple(columns[m][row] for m in names)
+                text = cache.get(key)
+                if text is None:
+                    values = dict(zip(names, key, strict=True))
+                    raw = "".join(p if isinstance(p, str) else _render(p, values)
+                                  for p in pieces)
+                    text = cache[key] = sanitize_component(raw) + (EXTENSION if index == last
+                                                                   else "")
+                rendered.append(text)
+            parts.append(rendered)
+        return ["/".join(row) for row in zip(*parts, strict=True)] if parts else []
+
+
+def _render(field: _Field, values: Mapping[str, str | None]) -> str:
+    value = next((v for v in (values.get(n) for n in field.names) if v), None)
+    if value is None:
+        return MISSING
+    try:
+        if field.kind == "int":
+            return format(int(value.strip()), field.spec)
+        if field.kind == "float":
+            return format(float(value.strip()), field.spec)
+        return format(value, field.spec)
+    except (ValueError, TypeError, OverflowError):  # not a number: the text, sanitized later
+        return value
+
+
+def _kind(spec: str) -> str:
+    if spec and spec[-1] in _INT_TYPES:
+        return "int"
+    if spec and spec[-1] in _FLOAT_TYPES:
+        return "float"
+    return "str"
+
+
+@functools.lru_cache(maxsize=64)
+def parse_layout(text: str) -> Layout:
+    """The layout a setting names: a preset (:data:`PRESETS`) or a pattern. Raises
+    ``ValueError`` with a message that names what is wrong (an unknown field with the fields
+    there are, a bad format spec, a pattern that is not a relative ``.dcm`` path)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"layout {text!r}: give a preset ({', '.join(PRESETS)}) or a pattern "
+                         f"such as {PRESETS['readable']!r}")
+    if text in PRESETS:
+        return Layout(text, PRESETS[text], _components(PRESETS[text], text))
+    if "{" not in text:
+        raise ValueError(f"layout {text!r}: not a preset ({', '.join(PRESETS)}) and no "
+                         f"{{Field}} in it; a pattern looks like {PRESETS['readable']!r}")
+    return Layout(text, text, _components(text, text))
+
+
+def _components(pattern: str, text: str) -> tuple[tuple[Piece, ...], ...]:
+    where = f"layout {text!r}"
+    _check_shape(pattern, where)
+    try:
+        parsed = list(string.Formatter().parse(pattern[:-len(EXTENSION)]))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc} (write a literal brace as '{{{{' or '}}}}')") from None
+    components: list[list[Piece]] = [[]]
+    for literal, name, spec, conversion in parsed:
+        for i, chunk in enumerate(literal.split("/")):
+            if i:
+                components.append([])
+            if chunk:
+                components[-1].append(chunk)
+        if name is None:
+            continue
+        if conversion is not None:
+            raise ValueError(f"{where}: field {name!r} has a conversion !{conversion}; "
+                             "conversions are not supported (use a format spec after ':')")
+        names = tuple(n.strip() for n in name.split("|"))
+        for n in names:
+            if n not in LAYOUT_FIELDS:
+                raise ValueError(f"{where}: unknown field {n!r}; the fields are "
+                                 + ", ".join(LAYOUT_FIELDS))
+        components[-1].append(_field(names, spec or "", where))
+    return tuple(_checked(c, where) for c in components)
+
+
+def _check_shape(pattern: str, where: str) -> None:
+    if "\x00" in pattern or "\\" in pattern:
+        raise ValueError(f"{where}: no NUL bytes or backslashes; '/' separates folders")
+    if pattern.startswith("/"):
+        raise ValueError(f"{where}: it must be a relative path (below the output root), "
+                         "not start with '/'")
+    if not pattern.endswith(EXTENSION):
+        raise ValueError(f"{where}: the file name must end in {EXTENSION} "
+                         f"(e.g. {{SOPInstanceUID}}{EXTENSION})")
+
+
+def _checked(pieces: list[Piece], where: str) -> tuple[Piece, ...]:
+    if not pieces:
+        raise ValueError(f"{where}: an empty folder name ('//', or '/' at the start or "
+                         "before the file name)")
+    if "".join(p for p in pieces if isinstance(p, str)) in (".", "..") and \
+            all(isinstance(p, str) for p in pieces):
+        raise ValueError(f"{where}: '.' and '..' are not folder names here")
+    return tuple(pieces)
+
+
+def _field(names: tuple[str, ...], spec: str, where: str) -> _Field:
+    kind = _kind(spec)
+    if "{" in spec or "}" in spec:
+        raise ValueError(f"{where}: field {names[0]!r}: nested fields in a format spec "
+                         f"({spec!r}) are not supported")
+    sample = {"int": 7, "float": 7.0, "str": "7"}[kind]
+    try:
+        width = len(format(sample, spec))  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: field {'|'.join(names)!r} has a bad format spec "
+                         f"{spec!r} ({exc}); e.g. {{SeriesNumber:03d}}, {{StudyTime:.4}}") \
+            from None
+    if width > _MAX_FIELD:
+        raise ValueError(f"{where}: field {'|'.join(names)!r}: format spec {spec!r} is wider "
+                         f"than {_MAX_FIELD} characters")
+    return _Field(names, spec, kind)
+
+
+def suffixed(relpath: str, object_id: str) -> str:
+    """``relpath`` with the object's id before ``.dcm``: ``a/b/name~<object_id>.dcm``, the
+    path of an object whose layout path another object (first in locator order) has.
+
+    It can equal no other path of the plan: an unsuffixed name has no ``~`` (clean) or ends in
+    ``~`` and 16 hex digits (changed), while this one ends in ``~`` and the object's id (24 hex
+    digits), which no other object has; so no second collision check is needed."""
+    folder, _, name = relpath.rpartition("/")
+    stem = name[:-len(EXTENSION)] if name.endswith(EXTENSION) else name
+    new = f"{stem}~{sanitize_component(object_id)}{EXTENSION}"
+    return f"{folder}/{new}" if folder else new

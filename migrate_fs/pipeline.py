@@ -12,6 +12,7 @@ The per-object work lives in the stage modules (:mod:`.inventory`, :mod:`.plan`,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import itertools
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from migrate_fs import manifest
-from migrate_fs.config import Config, load_config
+from migrate_fs.config import Config, checked_layout, load_config
 from migrate_fs.errors import IncompleteStage, OutputError, SourceError, UsageError
 from migrate_fs.execution import (
     Outcome,
@@ -72,6 +73,7 @@ class PlanDone(StepDone):
     orphan_count: int = 0
     hashed: dict[str, int] | None = None  # content hashes: objects hashed, bytes read
     folder: Path | None = None  # where the plan was written (the run's, or a trial's)
+    layout: str | None = None  # the output layout planned (a preset name or a pattern)
 
 
 # --- run-level checks: none of them reads an object ---------------------------------------
@@ -298,7 +300,7 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
          config: Config | str | Path | None = None, corrections: str | Path | None = None,
          workers: int = 1, buckets: int | None = None, trial: str | None = None,
          scheduler: str | None = None, shard: Shard | None = None,
-         waiting: Callable[[str], None] | None = None) -> PlanDone:
+         waiting: Callable[[str], None] | None = None, layout: str | None = None) -> PlanDone:
     """Decide for the whole run and write the plan, one part per inventory part.
 
     Row-local decisions run per group of inventory parts, whole-run ones per hash bucket of
@@ -307,11 +309,14 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
     run's own (``<run>/trials/<trial>/plan``) and never executed by ``write``. With ``shard``,
     this process runs its share of each phase, and waits for the other shards between phases
     (``waiting`` is told for which): start every shard's process, with the same options.
+    ``layout`` (a preset name or a pattern, see :mod:`migrate_fs.paths`) overrides the
+    configuration's ``[output] layout``; a layout is a plan input, so changing it needs a new
+    plan, never a new inventory.
     """
     start = time.perf_counter()
     manifests = _absolute(manifests)
     check_run(manifests, run, _recorded_sources(manifests, run), recorded=True)
-    settings = _load(config)
+    settings = _with_layout(_load(config), layout)
     from migrate_fs.plan.corrections import load_corrections  # only a plan imports the plan
 
     table = load_corrections(Path(corrections)) if corrections is not None else None
@@ -327,7 +332,14 @@ def plan(*, run: str, manifests: str | Path = DEFAULT_MANIFESTS,
                                          "seconds": time.perf_counter() - start}, shard))
     return PlanDone(done.tally, done.tally.objects, time.perf_counter() - start,
                     orphans=done.orphans, orphan_count=done.orphan_count, hashed=done.hashed,
-                    folder=done.folder)
+                    folder=done.folder, layout=settings.layout)
+
+
+def _with_layout(settings: Config, layout: str | None) -> Config:
+    """The settings with ``layout`` (``--layout``: it beats the configuration), validated."""
+    if layout is None:
+        return settings
+    return dataclasses.replace(settings, layout=checked_layout(layout, "--layout"))
 
 
 # --- write ---------------------------------------------------------------------------------
@@ -583,12 +595,12 @@ def run(sources: Sequence[str | Path], *, out: str | Path, run: str | None = Non
         manifests: str | Path = DEFAULT_MANIFESTS, volumes: Iterable[Sequence[str]] = (),
         workers: int = 1, quiet: bool = True, config: Config | str | Path | None = None,
         corrections: str | Path | None = None, decode_check: str | None = None,
-        fsync: bool = False, scheduler: str | None = None
+        fsync: bool = False, scheduler: str | None = None, layout: str | None = None
         ) -> tuple[StepDone, PlanDone, StepDone]:
     """Inventory, plan and write in one go; the run name defaults to the output folder's."""
     name = run or default_run_name(out)
     check_run(manifests, name, sources, out)
-    settings = _load(config)
+    settings = _with_layout(_load(config), layout)
     with manifest.run_lock(manifests, name, "migrate-fs run"):
         done = inventory(sources, run=name, manifests=manifests, volumes=volumes,
                          workers=workers, quiet=quiet, config=settings,

@@ -99,9 +99,10 @@ def _work_folder(manifests: str | Path, run: str, names: list[str], settings: Co
                  corrections: str | Path | None, count: int, trial: str | None,
                  shard: Shard | None) -> Path:
     """Where the phases exchange their data: ``.plan-work``; for a sharded plan, a folder
-    named after everything the shards must agree on (the inventory parts, the settings, the
-    corrections' content, the bucket count, the trial), so that shards started anywhere, in
-    any order, meet in one folder, and a shard run again after a crash finds its work."""
+    named after everything the shards must agree on (the inventory parts, the settings with
+    the output layout, the corrections' content, the bucket count, the trial), so that shards
+    started anywhere, in any order, meet in one folder, and a shard run again after a crash
+    finds its work."""
     root = manifest.run_dir(manifests, run)
     if shard is None:
         return root / WORK
@@ -190,7 +191,8 @@ def plan_run(run: str, manifests: str | Path, settings: Config, table: pa.Table 
     if done.orphans is not None:
         orphans = folder.parent / "corrections_orphans.parquet"
         manifest.write_table(orphans, done.orphans)
-    info = {"config": settings.as_dict(), "content_hashes": done.hashed, "buckets": count,
+    info = {"config": settings.as_dict(), "layout": settings.output_layout().pattern,
+            "content_hashes": done.hashed, "buckets": count,
             "corrections": str(Path(corrections).resolve()) if corrections is not None else None}
     if trial is None:
         manifest.write_run_info(manifests, run, plan=info)

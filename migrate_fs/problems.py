@@ -146,7 +146,14 @@ CATALOGUE: dict[str, Code] = {
              "content_duplicates = \"skip\"."),
         Code("output_path_collision", "error",
              "Another object maps to an output path that differs only in letter case; "
-             "on a case-insensitive file system the two would collide."),
+             "on a case-insensitive file system the two would collide. (Under the default "
+             "uids layout; any other layout suffixes the path instead: "
+             "output_path_suffixed.)"),
+        Code("output_path_suffixed", "warning",
+             "The output layout ([output] layout, --layout) gives this object the path of "
+             "another object (the same in letter case), which is first in locator order and "
+             "keeps it; this one is written to <name>~<object_id>.dcm in the same folder "
+             "(output_path), never over the other. The message names the other object."),
         Code("transfer_syntax_mismatch", "warning",
              "The file meta declares one encoding but the dataset is encoded in another; "
              "the actual encoding is used."),

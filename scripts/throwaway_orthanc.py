@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dicom-port", type=int, help="DICOM port (default: a free one)")
     parser.add_argument("--aet", default="ORTHANC", help="Orthanc's AE title")
     args = parser.parse_args(argv)
+    # Ctrl-C and a plain kill stop Orthanc too (whatever disposition this process inherited)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     why = available()
     if why:
         print(f"throwaway_orthanc: {why}; install it: apt-get install orthanc orthanc-dicomweb",

@@ -200,6 +200,6 @@ def test_the_throwaway_orthanc_script_starts_answers_and_stops() -> None:
             assert answer.status in (200, 204)
         assert storage.is_dir()
     finally:
-        script.send_signal(signal.SIGINT)
+        script.send_signal(signal.SIGTERM)  # as a kill would, or Ctrl-C (SIGINT) in a terminal
         script.wait(30)
     assert script.returncode == 0 and not storage.exists()  # Orthanc stopped, storage gone

@@ -269,3 +269,25 @@ def test_the_writer_reads_only_the_inventoried_file(tmp_path: Path) -> None:
         row = rows[path.name]
         assert (row["status"], row["reason"]) == ("failed", "source_changed"), row
     assert len(files) > 4 and all(rows[p.name]["status"] == "written" for p in files[2:])
+
+
+def test_tasks_run_in_the_commands_process_leave_ctrl_c_to_it(tmp_path: Path) -> None:
+    """With --workers 1 the batches run in the command's own process: a worker's Ctrl-C
+    handling (ignore it: the main process stops the workers) must not be applied there, or
+    Ctrl-C would be ignored for the rest of the run."""
+    from migrate_fs.execution import batched, named_batches, progress, run_batches
+
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's
+    try:
+        with progress("test", True) as bar:
+            run_batches(named_batches(batched(range(10), 3), str), _rows, tmp_path,
+                        "inventory", workers=1, bar=bar)
+        assert len(list(tmp_path.glob("part-*.parquet"))) == 4  # the tasks did run, here
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def _rows(items: list[int]) -> list[dict[str, object]]:
+    return [{"object_id": str(i), "locator": f"/x/{i}", "kind": "empty", "size": 0}
+            for i in items]

@@ -122,9 +122,9 @@ def verify_run(*, run: str, manifests: str | Path = Path("manifests"),
     start = time.perf_counter()
     manifests = Path(os.path.abspath(manifests))  # workers may run elsewhere
     manifest.stage_parts(manifests, run, "result")  # StageMissing: run write first
-    target = _output_root(manifests, run, out)
+    target = output_root(manifests, run, out)
     with manifest.run_lock(manifests, run, "migrate-fs verify"):  # a write at work: RunLocked
-        _write_finished(manifests, run)
+        write_finished(manifests, run)
         done = _verify(run, manifests, target, sample, workers, scheduler, quiet)
         done.seconds = time.perf_counter() - start
         manifest.write_run_info(manifests, run, verify={
@@ -132,21 +132,23 @@ def verify_run(*, run: str, manifests: str | Path = Path("manifests"),
     return done
 
 
-def _write_finished(manifests: Path, run: str) -> None:
+def write_finished(manifests: Path, run: str, then: str = "verify") -> None:
     """A write that was stopped (its ``.write.running`` markers, a shard's too) left outputs
-    its result does not record yet: verify the run once the write is complete."""
+    its result does not record yet: ``then`` (verify, dicomdir) once the write is complete."""
     if any(manifest.run_dir(manifests, run).glob(".write.running*")):
         raise IncompleteStage(f"the last write of run {run!r} did not finish: run migrate-fs "
-                              "write again (it resumes), then verify")
+                              f"write again (it resumes), then {then}")
 
 
-def _output_root(manifests: Path, run: str, out: str | Path | None) -> Path:
+def output_root(manifests: Path, run: str, out: str | Path | None, flag: str = "--out") -> Path:
+    """The run's output root: ``out`` when given (the command's ``flag``), else the folder
+    the write recorded in run.json; it must be there."""
     recorded = manifest.read_run_info(manifests, run).get("out")
     if out is None and not recorded:
-        raise UsageError(f"run {run!r} records no output folder: name it with --out")
+        raise UsageError(f"run {run!r} records no output folder: name it with {flag}")
     target = Path(out if out is not None else str(recorded)).resolve()
     if not target.is_dir():
-        raise OutputError(f"output folder {target} is not there: check --out (or that the "
+        raise OutputError(f"output folder {target} is not there: check {flag} (or that the "
                           "output storage is mounted)")
     return target
 

@@ -74,6 +74,12 @@ def plan_parent() -> argparse.ArgumentParser:
                    help="rules configuration (TOML); `migrate-fs rules --defaults` prints one")
     p.add_argument("--corrections", type=Path, metavar="FILE",
                    help="legacy database corrections (CSV or Parquet): see the README")
+    p.add_argument("--layout", metavar="PRESET_OR_PATTERN",
+                   help="output layout, beating the config's [output] layout: 'uids' (the "
+                        "default), 'study-folders', 'readable', or a pattern such as "
+                        "'{PatientID}/{StudyDate}_{Modality}/{SeriesNumber:03d}/"
+                        "{InstanceNumber:05d}.dcm' (`migrate-fs rules --defaults` lists the "
+                        "fields)")
     return p
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from migrate_fs import __version__
 from migrate_fs.cli import (
+    dicomdir,
     diff,
     inventory,
     plan,
@@ -42,7 +43,8 @@ from migrate_fs.cli import (
 )
 from migrate_fs.errors import MigrateError
 
-COMMANDS = [inventory, plan, write, run, status, verify, reconcile, diff, report, rules]
+COMMANDS = [inventory, plan, write, run, status, verify, reconcile, diff, report, dicomdir,
+            rules]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,8 @@ def handle(args: argparse.Namespace) -> int:
                          buckets=getattr(args, "buckets", None),
                          trial=getattr(args, "trial", None), scheduler=args.scheduler,
                          shard=getattr(args, "shard", None),
-                         waiting=None if args.quiet else say), args)
+                         waiting=None if args.quiet else say,
+                         layout=getattr(args, "layout", None)), args)
     return 0
 
 
@@ -65,7 +66,8 @@ def report(done: PlanDone, args: argparse.Namespace) -> None:
         print(as_json(done.tally, "plan", seconds=round(done.seconds, 3), content_hashes=hashed,
                       remedies=dict(blocking_remedies(done.tally)),
                       orphans=str(done.orphans) if done.orphans else None,
-                      orphan_count=done.orphan_count,
+                      orphan_count=done.orphan_count, layout=done.layout,
+                      suffixed_paths=done.tally.codes.get("output_path_suffixed", 0),
                       manifest=str(done.folder or manifest.stage_dir(args.manifests, args.run,
                                                                      "plan"))))
         return
@@ -74,6 +76,9 @@ def report(done: PlanDone, args: argparse.Namespace) -> None:
           f"{hashed['bytes_read'] / 1e6:.1f} MB read; {hashed.get('decoded', 0)} objects decoded "
           "to prove variants")
     print(table_text(done.tally, ["action", "reason"]))
+    print(f"output layout: {done.layout or 'uids'}; "
+          f"{done.tally.codes.get('output_path_suffixed', 0)} paths suffixed (another object "
+          "had the path: output_path_suffixed)")
     remedies = blocking_remedies(done.tally)
     if remedies:
         print("to migrate them instead (a rules.toml line; `migrate-fs rules --defaults`):")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -100,14 +101,24 @@ def progress(desc: str, quiet: bool, total: int | None = None) -> tqdm:
                 smoothing=0.1)
 
 
+_HOME_PID: int | None = None  # the process that hands out the tasks (see _quiet_worker)
+
+
 def _quiet_worker() -> None:
     """Libraries warn and log about every oddity; here the manifest is where problems go. A
     Ctrl-C is the main process's to handle (it stops the workers): a worker process ignores it
-    (a dask worker runs tasks in threads, where signals cannot be set: its own process decides)."""
-    if threading.current_thread() is threading.main_thread():
+    (a dask worker runs tasks in threads, where signals cannot be set: its own process decides).
+    A task run in the process that hands them out (``--workers 1``) leaves Ctrl-C alone: that
+    process must still stop on it."""
+    if threading.current_thread() is threading.main_thread() and os.getpid() != _HOME_PID:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+def _at_home() -> None:
+    global _HOME_PID
+    _HOME_PID = os.getpid()
 
 
 def _total(rows: list[dict[str, Any]], column: str | None) -> int:
@@ -132,6 +143,7 @@ def run_batches(batches: Iterable[tuple[str, list[Any]]], work: BatchWork, folde
     ``check`` finds no longer holds; parts of batches no longer named are removed (with a
     ``shard``, the parts of the other shards of its count are left alone). Returns the
     outcome of the work done plus the rows resumed."""
+    _at_home()
     existing = {n for n in manifest.part_names(folder) if n.startswith("part-")
                 and not (shard is not None and shard.keeps(n))}
     current: set[str] = set()
@@ -196,6 +208,7 @@ def run_streams(streams: Iterable[tuple[list[str], str, Any]], work: StreamWork,
     longer in the run are removed. ``streams`` is taken one stream at a time, as workers free
     up (never all at once: computing a stream's key may take a pass over its rows), and the
     folder is listed once."""
+    _at_home()
     found: dict[str, list[str]] = {}
     for name in sorted(manifest.part_names(folder)):
         if name.startswith("a"):

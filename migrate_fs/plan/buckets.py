@@ -15,9 +15,14 @@ folder, or memory):
 4. **hash**, per source: the content hashes (:mod:`.hashes`), sent to the rows' buckets.
 5. **uid**, per bucket: each SOPInstanceUID group decided (:func:`.duplicates.uid_group`).
 6. **signature**, per bucket: each pixel signature group decided, with what the uid phase left.
-7. **settle**, per group: the decisions joined, new UIDs, output paths; each candidate's path
-   (lowercased) goes to its bucket.
-8. **path**, per bucket: later copies of one path in letter case.
+7. **settle**, per group: the decisions joined, new UIDs, output paths (in the configured
+   layout); each candidate's path (lowercased) goes to its bucket.
+8. **path**, per bucket: later copies of one path in letter case (locator order): under the
+   ``uids`` layout quarantined (``output_path_collision``), under any other layout given a
+   suffixed path (:func:`~migrate_fs.paths.suffixed`, ``output_path_suffixed``). A suffixed
+   path ends in ``~<object_id>.dcm``, a shape no unsuffixed path has and no other object's
+   suffixed path can share (object ids are distinct): it cannot collide again, so one round
+   of this phase is enough, whatever the bucket of the new path.
 9. **finish**, per group: the DECISIONS columns, handed to the group to write; a
    :class:`~migrate_fs.summary.Tally` of them returned.
 
@@ -75,7 +80,7 @@ PATH_KEYS = pa.schema([*KEYS, ("object_id", pa.string())])
 REFS = pa.schema([("rid", pa.int64()), ("uid_bucket", pa.int64()),
                   ("signature_bucket", pa.int64())])
 UID_INFO = pa.schema([("rid", pa.int64()), ("decided", pa.bool_()), ("group", pa.string())])
-COLLISIONS = pa.schema([("rid", pa.int64()), ("kept", pa.string())])
+COLLISIONS = pa.schema([("rid", pa.int64()), ("kept", pa.string()), ("suffix", pa.bool_())])
 # One task: a module-level function and its (picklable) arguments.
 Task = tuple[Callable[..., Any], tuple[Any, ...]]
 Runner = Callable[[list[Task]], Iterable[Any]]
@@ -296,7 +301,8 @@ def plan_groups(groups: Sequence[Group], store: Store, run: Runner, config: Conf
         list(run([(_signature, (store, int(b), config))
                   for b in store.keys("signature-hashed")]))
     list(run([(_settle, (store, g, config, buckets)) for g in groups]))
-    list(run([(_paths, (store, int(b))) for b in store.keys("path-keys")]))
+    suffix = not config.output_layout().is_uids
+    list(run([(_paths, (store, int(b), suffix)) for b in store.keys("path-keys")]))
     tally = Tally()
     for part in run([(_finish, (store, g, config)) for g in groups]):
         tally.merge(part)
@@ -565,7 +571,7 @@ def _settle(store: Store, group: Group, config: Config, buckets: int) -> None:
         pc.is_valid(path), PATH_KEYS, buckets)
 
 
-def _paths(store: Store, bucket: int) -> None:
+def _paths(store: Store, bucket: int, suffix: bool = False) -> None:
     rows = _colliding(store, "path-keys", bucket, PATH_KEYS)
     keys = rows.column("key").to_pylist()
     rids, ids = rows.column("rid").to_pylist(), rows.column("object_id").to_pylist()
@@ -573,8 +579,8 @@ def _paths(store: Store, bucket: int) -> None:
     for start, end in _runs(keys):
         later += rids[start + 1:end]
         kept += [ids[start]] * (end - start - 1)
-    table = pa.table({"rid": pa.array(later, pa.int64()), "kept": pa.array(kept, pa.string())},
-                     schema=COLLISIONS)
+    table = pa.table({"rid": pa.array(later, pa.int64()), "kept": pa.array(kept, pa.string()),
+                      "suffix": pa.repeat(pa.scalar(suffix), len(later))}, schema=COLLISIONS)
     _by_key(store, "path-decided", f"p{bucket:06d}", table, _group_of(table.column("rid")))
 
 
@@ -583,9 +589,8 @@ def _finish(store: Store, group: Group, config: Config) -> Tally:
     settled = store.read("settled", group.index, SETTLED)
     collisions = store.read("path-decided", group.index, COLLISIONS)
     base = group.index << GROUP_SHIFT
-    found = {rid - base: kept for rid, kept in zip(collisions.column("rid").to_pylist(),
-                                                   collisions.column("kept").to_pylist(),
-                                                   strict=True)}
+    found = {rid - base: (kept, suffix) for rid, kept, suffix in zip(
+        *(collisions.column(c).to_pylist() for c in ("rid", "kept", "suffix")), strict=True)}
     tally = Tally()
     decided_parts = []
     offset = 0

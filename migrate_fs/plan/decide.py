@@ -3,11 +3,13 @@
 An action per object (``migrate``, ``quarantine`` or ``skip``) with the reason code, the output
 path, the output transfer syntax, and which kept object a duplicate loses to. The phases here
 work on the rows of one part group: :func:`local_decisions` (blocking codes, corrections,
-rules, output identifiers), :func:`settle` (the duplicate model's decisions joined, new
-SOPInstanceUIDs, output paths) and :func:`final_decisions` (case-insensitive path collisions,
-the action). Whole-run groupings (same UID, same pixel signature, same path) are
-:mod:`.buckets`'s; ties are broken by locator order, so the same inventory always gives the same
-plan, whatever order the workers finished in and however many buckets there are.
+rules, output identifiers and the other output values a layout names), :func:`settle` (the
+duplicate model's decisions joined, new SOPInstanceUIDs, output paths in the configured layout)
+and :func:`final_decisions` (case-insensitive path collisions: quarantined under the ``uids``
+layout, suffixed under any other; the action). Whole-run groupings (same UID, same pixel
+signature, same path) are :mod:`.buckets`'s; ties are broken by locator order, so the same
+inventory always gives the same plan, whatever order the workers finished in and however many
+buckets there are.
 
 Column-wise with pyarrow and numpy: Python-level work is done per distinct value (patients,
 studies, series, rule inputs), per object only for the objects with something to decide.
@@ -32,7 +34,7 @@ from pydicom.uid import (
 
 from migrate_fs import iods
 from migrate_fs.config import Config, Policy
-from migrate_fs.paths import sanitize_component
+from migrate_fs.paths import Layout, sanitize_component, suffixed
 from migrate_fs.plan.corrections import Applied, apply_corrections
 from migrate_fs.plan.duplicates import DUPLICATE_INPUT
 from migrate_fs.plan.rules import RuleInput, RuleOutput, apply_rules
@@ -57,7 +59,8 @@ DECISION_INPUT = sorted({"object_id", "locator", "size", "kind", "problems", "pa
                          "specific_character_set", "modality", "series_number",
                          "accession_number", "study_date", "patient_name",
                          "issuer_of_patient_id", "patient_birth_date", "patient_sex",
-                         "sop_class_uid", "study_time", *DUPLICATE_INPUT})
+                         "sop_class_uid", "study_time", "study_description",
+                         "instance_number", *DUPLICATE_INPUT})
 DECISIONS = ["problems", "output_patient_id", "output_study_instance_uid",
              "output_series_instance_uid", "output_sop_instance_uid", "action", "reason",
              "output_path", "output_transfer_syntax", "duplicate_of", "duplicate_group",
@@ -65,6 +68,31 @@ DECISIONS = ["problems", "output_patient_id", "output_study_instance_uid",
 # Identifying columns and the top-level tag whose change gives their output value.
 OUTPUT_IDS = {"patient_id": "(0010,0020)", "study_instance_uid": "(0020,000D)",
               "series_instance_uid": "(0020,000E)", "sop_instance_uid": "(0008,0018)"}
+# The fields a layout names (paths.LAYOUT_FIELDS): keyword -> the inventory column and the
+# top-level tag whose change gives the output value. The identifiers come from OUTPUT_IDS.
+LAYOUT_COLUMNS = {"PatientID": ("patient_id", "(0010,0020)"),
+                  "PatientName": ("patient_name", "(0010,0010)"),
+                  "PatientBirthDate": ("patient_birth_date", "(0010,0030)"),
+                  "PatientSex": ("patient_sex", "(0010,0040)"),
+                  "IssuerOfPatientID": ("issuer_of_patient_id", "(0010,0021)"),
+                  "StudyInstanceUID": ("study_instance_uid", "(0020,000D)"),
+                  "StudyDate": ("study_date", "(0008,0020)"),
+                  "StudyTime": ("study_time", "(0008,0030)"),
+                  "AccessionNumber": ("accession_number", "(0008,0050)"),
+                  "StudyDescription": ("study_description", "(0008,1030)"),
+                  "SeriesInstanceUID": ("series_instance_uid", "(0020,000E)"),
+                  "Modality": ("modality", "(0008,0060)"),
+                  "SeriesNumber": ("series_number", "(0020,0011)"),
+                  "SOPInstanceUID": ("sop_instance_uid", "(0008,0018)"),
+                  "SOPClassUID": ("sop_class_uid", "(0008,0016)"),
+                  "InstanceNumber": ("instance_number", "(0020,0013)")}
+_ID_FIELDS = {k for k, (column, _) in LAYOUT_COLUMNS.items() if column in OUTPUT_IDS}
+
+
+def layout_extras(layout: Layout) -> list[str]:
+    """The fields of ``layout`` besides the output identifiers, in the order of the STATE
+    column ``layout_values``."""
+    return [f for f in layout.fields if f not in _ID_FIELDS]
 
 
 def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
@@ -80,7 +108,9 @@ def attach(inventory: pa.Table, decided: pa.Table) -> pa.Table:
 STATE = pa.schema([("rid", pa.int64()), ("object_id", pa.string()), ("locator", pa.string()),
                    ("sop_class_uid", pa.string()), ("reason", pa.string()),
                    ("added", pa.list_(PROBLEM)), ("changes", pa.list_(CHANGE)),
-                   *[(f"output_{c}", pa.string()) for c in OUTPUT_IDS]])
+                   *[(f"output_{c}", pa.string()) for c in OUTPUT_IDS],
+                   # the output values of layout_extras(layout), per row (null: none)
+                   ("layout_values", pa.list_(pa.string()))])
 # What the duplicate model decided for one row (hashing, SOPInstanceUID or signature groups).
 DUPLICATE = pa.schema([("rid", pa.int64()), ("reason", pa.string()), ("skip", pa.bool_()),
                        ("duplicate_of", pa.string()), ("problems", pa.list_(PROBLEM)),
@@ -88,7 +118,8 @@ DUPLICATE = pa.schema([("rid", pa.int64()), ("reason", pa.string()), ("skip", pa
                        ("differs", pa.list_(pa.string())), ("new_uid", pa.string()),
                        ("content", pa.string())])
 # A settled row: its state with the duplicate model's decisions and its output path.
-SETTLED = pa.schema([*(f for f in STATE if f.name != "sop_class_uid"), ("skip", pa.bool_()),
+SETTLED = pa.schema([*(f for f in STATE if f.name not in ("sop_class_uid", "layout_values")),
+                     ("skip", pa.bool_()),
                      ("output_path", pa.string()), ("duplicate_of", pa.string()),
                      ("duplicate_group", pa.string()), ("duplicate_kind", pa.string()),
                      ("differs", pa.list_(pa.string())), ("content_sha256", pa.string())])
@@ -108,13 +139,32 @@ def local_decisions(table: pa.Table, rids: np.ndarray, config: Config,
         if corrections is not None else None
     added: dict[int, list[tuple[str, str]]] = {}
     per_row, ids = _rule_decisions(table, candidate, reason, added, config, applied)
+    extras = layout_extras(config.output_layout())
+    values = _output_values(table, per_row, extras)
     state = pa.table({
         "rid": pa.array(rids, pa.int64()), "object_id": table.column("object_id"),
         "locator": table.column("locator"), "sop_class_uid": table.column("sop_class_uid"),
         "reason": pa.array(reason, pa.string()), "added": _problem_lists(added, n),
         "changes": _changes_array(per_row, n),
-        **{f"output_{c}": ids[c] for c in OUTPUT_IDS}}, schema=STATE)
+        **{f"output_{c}": ids[c] for c in OUTPUT_IDS},
+        "layout_values": values}, schema=STATE)
     return state, applied.orphans if applied is not None else None
+
+
+def _output_values(table: pa.Table, per_row: dict[int, list[Any]],
+                   extras: list[str]) -> pa.Array:
+    """Per row, the output values of the ``extras`` fields (the inventory's, or the value a
+    change gives the top-level element), as a list column; all null without extras."""
+    n = table.num_rows
+    if not extras:
+        return pa.nulls(n, pa.list_(pa.string()))
+    columns = {}
+    for name in extras:
+        column, tag = LAYOUT_COLUMNS[name]
+        values = table.column(column).combine_chunks() if n else pa.array([], pa.string())
+        columns[name] = _with_changes(values.cast(pa.string()), per_row, tag)
+    flat = pa.StructArray.from_arrays(list(columns.values()), list(columns)).to_pylist()
+    return pa.array([list(r.values()) for r in flat], pa.list_(pa.string()))
 
 
 def _problems_of(table: pa.Table) -> pa.ListArray:
@@ -155,8 +205,10 @@ def settle(state: pa.Table, duplicates: list[pa.Table], config: Config) -> pa.Ta
     if new_uids:
         changes, ids["sop_instance_uid"] = _with_new_uids(changes, sop_uids, new_uids)
     candidate = np.fromiter((r is None for r in reason), dtype=bool, count=n)
-    path, outside = _output_paths(ids, candidate, state.column("sop_class_uid").combine_chunks()
-                                  if n else pa.array([], pa.string()))
+    sop_classes = state.column("sop_class_uid").combine_chunks() if n else \
+        pa.array([], pa.string())
+    path, outside = _output_paths(config.output_layout(), ids, state.column("layout_values"),
+                                  candidate, sop_classes)
     stops = blocks("no_patient_study", config.code_policies())
     for row in np.flatnonzero(outside).tolist():
         where = "quarantined" if stops else f"written under {NO_PATIENT}/"
@@ -222,21 +274,36 @@ def new_sop_uid(config: Config, uid: str | None, content: str) -> str:
 
 
 def final_decisions(problems: pa.ListArray, transfer_syntax: pa.Array, settled: pa.Table,
-                    collisions: dict[int, str],
+                    collisions: Mapping[int, str | tuple[str, bool]],
                     policies: Mapping[str, str] | None = None) -> pa.Table:
     """The DECISIONS columns of one part group's rows from their settled state and the rows
-    whose output path only differs in letter case from an earlier one's (row -> the kept
-    object's id); every problem entry with its severity under the run's ``policies``."""
+    whose output path equals an earlier one's in letter case (row -> the kept object's id, or
+    (that id, whether the row gets a suffixed path instead of output_path_collision)); every
+    problem entry with its severity under the run's ``policies``."""
     n = settled.num_rows
     reason = np.array(settled.column("reason").to_pylist(), dtype=object)
     path = settled.column("output_path").combine_chunks() if n else pa.array([], pa.string())
     duplicate_of = settled.column("duplicate_of").to_pylist()
     added: dict[int, list[tuple[str, str]]] = {}
-    for row, kept_id in collisions.items():
+    renamed: dict[int, str] = {}
+    for row, found in collisions.items():
+        kept_id, suffix = found if isinstance(found, tuple) else (found, False)
+        if suffix:
+            old = path[row].as_py()
+            renamed[row] = new = suffixed(old, settled.column("object_id")[row].as_py())
+            added[row] = [("output_path_suffixed", f"the layout gives this object the output "
+                           f"path {old}, which object {kept_id} (first in locator order) has "
+                           f"(in letter case): written to {new}")]
+            continue
         reason[row] = "output_path_collision"
         duplicate_of[row] = kept_id
         added[row] = [("output_path_collision", "output path differs only in letter case from "
                        f"that of object {kept_id}")]
+    if renamed:
+        listed = path.to_pylist()
+        for row, new in renamed.items():
+            listed[row] = new
+        path = pa.array(listed, pa.string())
     keep = pa.array(np.fromiter((r is None for r in reason), dtype=bool, count=n))
     reasons = pa.array(reason, pa.string())
     ts = transfer_syntax if n else pa.array([], pa.string())
@@ -372,12 +439,19 @@ def _corrected(applied: Applied | None, n: int, reason: np.ndarray,
 def _changed_ids(ids: dict[str, pa.Array], per_row: dict[int, list[Any]]) -> None:
     """The output identifier columns, with the values the changes give them."""
     for column, tag in OUTPUT_IDS.items():
-        updates = {row: c[3] for row, cs in per_row.items() for c in cs if c[0] == tag}
-        if updates:
-            values = ids[column].to_pylist()
-            for row, value in updates.items():
-                values[row] = value
-            ids[column] = pa.array(values, pa.string())
+        ids[column] = _with_changes(ids[column], per_row, tag)
+
+
+def _with_changes(values: pa.Array, per_row: dict[int, list[Any]], tag: str) -> pa.Array:
+    """``values`` (a column of one group) with the value each row's change of the top-level
+    element ``tag`` gives it (the last change wins)."""
+    updates = {row: c[3] for row, cs in per_row.items() for c in cs if c[0] == tag}
+    if not updates:
+        return values
+    listed = values.to_pylist()
+    for row, value in updates.items():
+        listed[row] = value
+    return pa.array(listed, pa.string())
 
 
 CORRECTION_INPUT = ["study_instance_uid", "accession_number", "patient_id", "patient_name",
@@ -455,17 +529,30 @@ def _outside_tree(sop_classes: pa.Array) -> tuple[np.ndarray, pa.Array]:
             folders.take(encoded.indices))
 
 
-def _output_paths(ids: dict[str, pa.Array], candidate: np.ndarray, sop_classes: pa.Array,
-                  chunk: int = 500_000) -> tuple[pa.Array, np.ndarray]:
-    """``P/ST/SE/SOP.dcm`` from the output identifiers of the candidate rows (null elsewhere);
-    ``_no_patient/<SOP class>/SOP.dcm`` for objects whose IOD has no patient (their rows are
-    the mask returned)."""
+def _output_paths(layout: Layout, ids: dict[str, pa.Array], extras: pa.ChunkedArray,
+                  candidate: np.ndarray, sop_classes: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The output paths of the candidate rows in ``layout`` (null elsewhere), from the output
+    identifiers and the other output values (``extras``: STATE's ``layout_values``);
+    ``_no_patient/<SOP class>/SOP.dcm``, in every layout, for objects whose IOD has no patient
+    (their rows are the mask returned)."""
     n = len(candidate)
     rows = np.flatnonzero(candidate)
     if len(rows) == 0:
         return pa.nulls(n, pa.string()), np.zeros(n, dtype=bool)
     take = pa.array(rows)
     outside, folders = _outside_tree(sop_classes.take(take))
+    joined = _uid_paths(ids, take, outside, folders) if layout.is_uids else \
+        _pattern_paths(layout, ids, extras, take, outside, folders)
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    mask = np.zeros(n, dtype=bool)
+    mask[rows[outside]] = True
+    return _take_or_null(joined, position), mask
+
+
+def _uid_paths(ids: dict[str, pa.Array], take: pa.Array, outside: np.ndarray,
+               folders: pa.Array, chunk: int = 500_000) -> pa.Array:
+    """``P/ST/SE/SOP.dcm`` (the ``uids`` layout, column-wise) for the rows ``take``."""
     parts = [_sanitized(ids[c].take(take)) for c in
              ("patient_id", "study_instance_uid", "series_instance_uid")]
     sop_uids = ids["sop_instance_uid"].take(take)
@@ -473,13 +560,29 @@ def _output_paths(ids: dict[str, pa.Array], candidate: np.ndarray, sop_classes: 
         pa.array([sanitize_component(v) + ".dcm" for v in
                   sop_uids.slice(i, chunk).to_pylist()], pa.string())
         for i in range(0, len(sop_uids), chunk)])
-    joined = pc.if_else(pa.array(outside), pc.binary_join_element_wise(folders, sop, "/"),
-                        pc.binary_join_element_wise(*parts, sop, "/"))
-    position = np.full(n, -1, dtype=np.int64)
-    position[rows] = np.arange(len(rows))
-    mask = np.zeros(n, dtype=bool)
-    mask[rows[outside]] = True
-    return _take_or_null(joined, position), mask
+    return pc.if_else(pa.array(outside), pc.binary_join_element_wise(folders, sop, "/"),
+                      pc.binary_join_element_wise(*parts, sop, "/"))
+
+
+def _pattern_paths(layout: Layout, ids: dict[str, pa.Array], extras: pa.ChunkedArray,
+                   take: pa.Array, outside: np.ndarray, folders: pa.Array) -> pa.Array:
+    """The paths of a pattern layout (:meth:`~migrate_fs.paths.Layout.render_many`) for the
+    rows ``take``."""
+    listed = (extras.combine_chunks() if isinstance(extras, pa.ChunkedArray) else extras) \
+        .take(take).to_pylist()
+    columns: dict[str, list[str | None]] = {
+        name: [(v[i] if v is not None else None) for v in listed]
+        for i, name in enumerate(layout_extras(layout))}
+    for name in layout.fields:
+        if name in _ID_FIELDS:
+            columns[name] = ids[LAYOUT_COLUMNS[name][0]].take(take).to_pylist()
+    inside = layout.render_many(columns, len(take))
+    if outside.any():
+        sops = ids["sop_instance_uid"].take(take).to_pylist()
+        folder_names = folders.to_pylist()
+        for i in np.flatnonzero(outside).tolist():
+            inside[i] = f"{folder_names[i]}/{sanitize_component(sops[i])}.dcm"
+    return pa.array(inside, pa.string())
 
 
 def _later_copies(key: pa.ChunkedArray | pa.Array, rows: np.ndarray
