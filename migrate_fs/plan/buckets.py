@@ -594,13 +594,14 @@ def _finish(store: Store, group: Group, config: Config) -> Tally:
     tally = Tally()
     decided_parts = []
     offset = 0
+    policies = config.code_policies()
     for part in parts:
         n = part.num_rows
         here = {row - offset: kept for row, kept in found.items() if offset <= row < offset + n}
         decided = final_decisions(
             part.column("problems").combine_chunks() if n else pa.array([], pa.list_(PROBLEM)),
             part.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string()),
-            settled.slice(offset, n), here, config.code_policies())
+            settled.slice(offset, n), here, policies)
         decided_parts.append(decided)
         tally.add(decided.select(["action", "reason", "problems"]).append_column(
             "size", part.column("size")))
