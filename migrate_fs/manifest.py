@@ -168,12 +168,14 @@ def part_names(folder: Path) -> set[str]:
             if p.name.endswith(".parquet") and not p.name.startswith(".")}
 
 
-def sweep_temporary(folder: Path) -> int:
+def sweep_temporary(folder: Path, prefix: str | None = None) -> int:
     """Remove the temporary files a killed writer of this stage folder left (``.<part>.parquet
-    .tmp``, ``.run.json.tmp``: only migrate-fs's own naming); returns how many."""
+    .tmp``, ``.run.json.tmp``: only migrate-fs's own naming); returns how many. With ``prefix``
+    (a shard's part names), only those of parts named so: the other shards may be writing
+    theirs at this moment (the rest waits for an unsharded step)."""
     if not folder.is_dir():
         return 0
-    stale = [p for p in folder.iterdir() if p.name.startswith(".")
+    stale = [p for p in folder.iterdir() if p.name.startswith(f".{prefix or ''}")
              and p.name.endswith((".parquet.tmp", ".run.json.tmp"))]
     for path in stale:
         path.unlink(missing_ok=True)

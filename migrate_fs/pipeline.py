@@ -212,7 +212,7 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
     decoder = settings.decoder or None
     suffix = "" if decode == "none" else f"-d{decode}"
     folder = manifest.stage_dir(manifests, run, "inventory")
-    manifest.sweep_temporary(folder)
+    manifest.sweep_temporary(folder, shard.prefix if shard is not None else None)
     roots, covered = distinct_roots([str(s) for s in sources])
     outcome = Outcome()
     objects = iter_sources(roots)
@@ -487,7 +487,8 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
     # unsharded write: the other shards may be writing theirs now)
     swept = sweep_outputs(target) if running.exists() and shard is None else 0
     running.touch()
-    manifest.sweep_temporary(manifest.stage_dir(manifests, run, "result"))
+    manifest.sweep_temporary(manifest.stage_dir(manifests, run, "result"),
+                             shard.prefix if shard is not None else None)
     intact = _Intact(target)
     folder = manifest.stage_dir(manifests, run, "result")
     outcome = Outcome()

@@ -125,18 +125,21 @@ def test_a_shard_with_no_work_of_its_own_ends_cleanly(export: Path, tmp_path: Pa
                  "--shard", f"{idle[0]}/{many}", "--workers", "1", "--quiet"]) == 0
 
 
-def test_run_on_three_shards_at_once_equals_the_local_run(export: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", [[], ["--layout", "readable"]], ids=["uids", "readable"])
+def test_run_on_three_shards_at_once_equals_the_local_run(export: Path, tmp_path: Path,
+                                                          layout: list[str]) -> None:
     """One command per machine: `run --shard I/N` takes its inventory share, waits for the
-    other shards, plans its share of each phase with them and writes its share."""
+    other shards, plans its share of each phase with them and writes its share; in any
+    output layout."""
     local, sharded = tmp_path / "local", tmp_path / "sharded"
     assert main(["run", str(export), "--out", str(local / "out"), "--run", "r", "--manifests",
-                 str(local / "m"), "--workers", "1", "--quiet"]) == 0
+                 str(local / "m"), "--workers", "1", "--quiet", *layout]) == 0
     procs = []
     for i in (2, 0, 1):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "migrate_fs", "run", str(export), "--out",
              str(sharded / "out"), "--run", "r", "--manifests", str(sharded / "m"),
-             "--workers", "1", "--shard", f"{i}/3"],
+             "--workers", "1", "--shard", f"{i}/3", *layout],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
@@ -147,6 +150,8 @@ def test_run_on_three_shards_at_once_equals_the_local_run(export: Path, tmp_path
     run = manifest.run_dir(sharded / "m", "r")
     assert not list(run.glob(".plan-work*")) and not list(run.glob(".inventory-shards*"))
     assert status(sharded / "m")["next_step"].startswith("nothing")
+    assert main(["verify", "--run", "r", "--manifests", str(sharded / "m"), "--all",
+                 "--quiet"]) == 0  # every output where the result says, as planned
 
 
 def test_plan_parts_go_to_shards_evenly_and_follow_the_inventory_split() -> None:
@@ -163,3 +168,18 @@ def test_plan_parts_go_to_shards_evenly_and_follow_the_inventory_split() -> None
     assert all(Shard(int(n[6:9]), 3).owns_part(n) for n in sharded)
     other = [sum(Shard(i, 2).owns_part(n) for n in sharded) for i in range(2)]
     assert sorted(other) == [10, 11]  # another count: round robin over the index and shard
+
+
+def test_a_shard_sweeps_only_its_own_temporary_parts(tmp_path: Path) -> None:
+    """Shards write at the same time into one stage folder: a shard starting its step removes
+    the temporary parts a killed run of its own left, never another shard's part being
+    written (a race `run --shard` hit: a shard lost its part mid-write)."""
+    from migrate_fs.execution.shards import Shard
+
+    names = [".part-s000of003-000000-aaaa.parquet.tmp", ".part-s001of003-000000-bbbb.parquet.tmp",
+             ".part-000000-cccc.parquet.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert manifest.sweep_temporary(tmp_path, Shard(1, 3).prefix) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [names[2], names[0]]
+    assert manifest.sweep_temporary(tmp_path) == 2  # an unsharded step: every one
