@@ -111,6 +111,14 @@ def test_a_run_on_the_cluster_equals_the_local_run(cluster: Cluster, sample_expo
     assert code == 0
     assert content_digest(tmp_path / "out") == content_digest(local / "out")
     assert result_rows(tmp_path / "m", "r") == result_rows(local / "m", "r")
+    # the audit's per-object work runs there too: verify on the cluster equals verify here
+    for m, where in ((tmp_path / "m", ["--scheduler", cluster.address]), (local / "m", [])):
+        assert main(["verify", "--run", "r", "--manifests", str(m), "--all", "--quiet",
+                     *where]) == 0
+    verified = [{r["object_id"]: (r["verify_status"], r["pixel_compared"], r["output_sha256"])
+                 for r in manifest.read_stage(m, "r", "verify").to_pylist()}
+                for m in (tmp_path / "m", local / "m")]
+    assert verified[0] == verified[1] and len(verified[0]) > 100
 
 
 def test_a_killed_worker_loses_only_its_batch(cluster: Cluster, sample_export: Path,
