@@ -183,3 +183,32 @@ def test_a_shard_sweeps_only_its_own_temporary_parts(tmp_path: Path) -> None:
     assert manifest.sweep_temporary(tmp_path, Shard(1, 3).prefix) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [names[2], names[0]]
     assert manifest.sweep_temporary(tmp_path) == 2  # an unsharded step: every one
+
+
+def test_verify_on_two_shards_equals_one_verify(export: Path, tmp_path: Path) -> None:
+    """Each shard verifies the result parts and archives its write would own; together they
+    give one verify's rows; the stray walk is shard 0's."""
+    m, out = tmp_path / "m", tmp_path / "out"
+    assert main(["run", str(export), "--out", str(out), "--run", "r", "--manifests", str(m),
+                 "--workers", "1", "--quiet"]) == 0
+    (out / ".left.dcm.migrate-fs.tmp").write_bytes(b"x")  # a stray
+    one = tmp_path / "one"
+    shutil.copytree(m, one)
+    assert main(["verify", "--run", "r", "--manifests", str(one), "--all", "--quiet"]) == 4
+    codes = [cli("verify", "--run", "r", "--manifests", str(m), "--all", "--quiet", "--shard",
+                 f"{i}/2").returncode for i in (1, 0)]
+    assert codes == [0, 4]  # shard 1 found nothing wrong; shard 0 walked the tree: the stray
+    verified = {r["object_id"]: r for r in manifest.read_stage(m, "r", "verify").to_pylist()}
+    assert verified == {r["object_id"]: r
+                        for r in manifest.read_stage(one, "r", "verify").to_pylist()}
+    assert all(r["verify_status"] == "ok" and r["pixel_compared"] for r in verified.values())
+    parts = manifest.part_names(manifest.stage_dir(m, "r", "verify"))
+    assert all(n.startswith(("part-s000of002", "part-s001of002", "a")) for n in parts)
+    info = manifest.read_run_info(m, "r")["verify_shards"]
+    assert sum(s["objects"] for s in info.values()) == len(verified)
+    assert all(s["objects"] > 0 for s in info.values())  # both did a share (files, the tar)
+    assert info["0/2"]["strays"] == {"temporary": 1} and info["1/2"]["strays"] == {}
+    # run again, a shard checks anew and duplicates nothing
+    assert cli("verify", "--run", "r", "--manifests", str(m), "--all", "--quiet", "--shard",
+               "1/2").returncode == 0
+    assert len(manifest.read_stage(m, "r", "verify")) == len(verified)

@@ -50,6 +50,7 @@ from migrate_fs.audit.checks import (
 )
 from migrate_fs.errors import IncompleteStage, OutputError, UsageError
 from migrate_fs.execution import (
+    Shard,
     batched,
     named_batches,
     part_key,
@@ -112,10 +113,14 @@ class Verified:
 
 def verify_run(*, run: str, manifests: str | Path = Path("manifests"),
                out: str | Path | None = None, sample: int | None = DEFAULT_SAMPLE,
-               workers: int = 1, scheduler: str | None = None, quiet: bool = True) -> Verified:
+               workers: int = 1, scheduler: str | None = None, quiet: bool = True,
+               shard: Shard | None = None) -> Verified:
     """Verify the outputs of run ``run`` (see the module docstring): the pixel data of
     ``sample`` objects (None: all) compared with the source. Writes the verify stage and the
-    strays table, records the summary in run.json under ``verify``, and returns it."""
+    strays table, records the summary in run.json under ``verify``, and returns it. With
+    ``shard``, only the result parts and archives of that shard (as ``write`` splits them;
+    the sample is the run's), and the stray walk on shard 0 only; the summary goes under
+    ``verify_shards``."""
     import os
     import time
 
@@ -123,12 +128,18 @@ def verify_run(*, run: str, manifests: str | Path = Path("manifests"),
     manifests = Path(os.path.abspath(manifests))  # workers may run elsewhere
     manifest.stage_parts(manifests, run, "result")  # StageMissing: run write first
     target = output_root(manifests, run, out)
-    with manifest.run_lock(manifests, run, "migrate-fs verify"):  # a write at work: RunLocked
+    lock = None if shard is None else (shard.index, shard.count)
+    with manifest.run_lock(manifests, run, "migrate-fs verify", lock):  # a write: RunLocked
         write_finished(manifests, run)
-        done = _verify(run, manifests, target, sample, workers, scheduler, quiet)
+        done = _verify(run, manifests, target, sample, workers, scheduler, quiet, shard)
         done.seconds = time.perf_counter() - start
-        manifest.write_run_info(manifests, run, verify={
-            k: v for k, v in done.as_dict().items() if k not in ("step", "run")})
+        summary = {k: v for k, v in done.as_dict().items() if k not in ("step", "run")}
+        if shard is None:
+            manifest.write_run_info(manifests, run, verify=summary)
+        else:
+            shards = manifest.read_run_info(manifests, run).get("verify_shards", {})
+            manifest.write_run_info(manifests, run, verify_shards={**shards,
+                                                                   shard.label: summary})
     return done
 
 
@@ -154,48 +165,99 @@ def output_root(manifests: Path, run: str, out: str | Path | None, flag: str = "
 
 
 def _verify(run: str, manifests: Path, target: Path, sample: int | None, workers: int,
-            scheduler: str | None, quiet: bool) -> Verified:
+            scheduler: str | None, quiet: bool, shard: Shard | None = None) -> Verified:
     import functools
 
     names = manifest.stage_parts(manifests, run, "result")
     folder = manifest.stage_dir(manifests, run, "verify")
-    running = manifest.run_dir(manifests, run) / ".verify.running"
-    if not running.exists():  # a finished verify proves nothing about now: check anew
-        _forget(folder)
+    running = manifest.run_dir(manifests, run) / (
+        ".verify.running" if shard is None else f".verify.running-{shard.prefix[5:-1]}")
+    fresh = not running.exists()  # a finished verify proves nothing about now: check anew
+    if fresh:
+        _forget(folder, shard)
     folder.mkdir(parents=True, exist_ok=True)
     running.touch()
-    manifest.sweep_temporary(folder)
+    manifest.sweep_temporary(folder, shard.prefix if shard is not None else None)
     census = _census(manifests, run, names, sample)
     result = manifest.stage_dir(manifests, run, "result")
     files = [n for n in names if n.startswith("part-")]
+    mine = [n for n in files if shard is None or shard.owns_part(n)]
     mode = "all" if sample is None else f"sample{sample}"
+    streams = _Owned(shard, folder, fresh)
     with progress("verify", quiet, census.migrated) as bar:
-        batches = batched(_file_rows(result, files, census.sample), VERIFY_BATCH,
+        batches = batched(_file_rows(result, mine, census.sample), VERIFY_BATCH,
                           lambda r: r["output_size"] or 0, VERIFY_BATCH_BYTES)
-        run_batches(named_batches(batches, _identity), functools.partial(verify_rows, out=target),
-                    folder, "verify", workers=workers, bar=bar, scheduler=scheduler)
-        run_streams(_streams(result, [n for n in names if n not in files], mode, census.sample),
+        run_batches(named_batches(batches, _identity, shard=shard),
+                    functools.partial(verify_rows, out=target), folder, "verify",
+                    workers=workers, bar=bar, scheduler=scheduler, shard=shard)
+        run_streams(streams.of(_streams(result, [n for n in names if n not in files], mode,
+                                        census.sample)),
                     functools.partial(_verify_stream, out=target), folder, "verify",
-                    workers=workers, bar=bar, scheduler=scheduler)
+                    workers=workers, bar=bar, scheduler=scheduler,
+                    owned=streams.owns if shard is not None else None)
     done = Verified(run, target, folder, manifest.run_dir(manifests, run) / STRAYS_FILE, sample,
                     not_verified=census.not_verified)
-    _count_parts(folder, done)
-    if done.objects != census.migrated:
+    migrated = census.migrated
+    if shard is not None:  # this shard's share: its parts, its archives
+        migrated = _migrated_in(manifests, run, mine + streams.result_parts)
+    _count_parts(folder, done, None if shard is None else streams.parts(folder))
+    if done.objects != migrated:
         raise IncompleteStage(f"the verify manifest holds {done.objects} rows for "
-                              f"{census.migrated} migrated objects: run the same command again "
+                              f"{migrated} migrated objects: run the same command again "
                               "to redo the missing parts")
-    done.strays = _strays(manifests, run, names, target, census.migrated, done.strays_file)
+    if shard is None or shard.index == 0:  # one walk of the output tree per run
+        done.strays = _strays(manifests, run, names, target, census.migrated, done.strays_file)
     running.unlink(missing_ok=True)
     return done
 
 
-def _forget(folder: Path) -> None:
-    """Remove the parts (and stream markers) of an earlier, finished verify."""
+class _Owned:
+    """The archives a shard verifies (by their first path, as ``write`` splits them): their
+    verify keys and result parts; on a fresh verify their markers of an earlier one go."""
+
+    def __init__(self, shard: Shard | None, folder: Path, fresh: bool) -> None:
+        self.shard, self.folder, self.fresh = shard, folder, fresh
+        self.keys: set[str] = set()
+        self.result_parts: list[str] = []
+
+    def of(self, streams: Iterator[tuple[list[str], str, _ResultStream]]
+           ) -> Iterator[tuple[list[str], str, _ResultStream]]:
+        for paths, key, stream in streams:
+            if self.owns(paths, key):
+                self.keys.add(key)
+                self.result_parts += stream.parts
+                if self.fresh and self.shard is not None:
+                    (self.folder / f".a{key}.done").unlink(missing_ok=True)
+            yield paths, key, stream
+
+    def owns(self, paths: list[str], key: str) -> bool:
+        return self.shard is None or self.shard.owns(paths[0])
+
+    def parts(self, folder: Path) -> list[str]:
+        assert self.shard is not None
+        return [n for n in sorted(manifest.part_names(folder))
+                if n.startswith(self.shard.prefix)
+                or (n.startswith("a") and n[1:].split("-")[0] in self.keys)]
+
+
+def _migrated_in(manifests: Path, run: str, names: list[str]) -> int:
+    if not names:
+        return 0
+    return sum(_migrated(part).num_rows for _, part in
+               manifest.iter_stage(manifests, run, "result", ["status"], names))
+
+
+def _forget(folder: Path, shard: Shard | None = None) -> None:
+    """Remove the parts (and stream markers) of an earlier, finished verify (a shard: its
+    batch parts; its archives' markers go as they are listed, see :class:`_Owned`)."""
     if not folder.is_dir():
         return
     for path in folder.iterdir():
-        if path.name.endswith(".parquet") or (path.name.startswith(".a")
-                                              and path.name.endswith(".done")):
+        if shard is not None:
+            if path.name.startswith(shard.prefix) and path.name.endswith(".parquet"):
+                path.unlink(missing_ok=True)
+        elif path.name.endswith(".parquet") or (path.name.startswith(".a")
+                                                and path.name.endswith(".done")):
             path.unlink(missing_ok=True)
 
 
@@ -290,14 +352,14 @@ def _streams(folder: Path, names: list[str], mode: str, sample: frozenset[str] |
             yield paths, part_key([key, mode]), _ResultStream(folder, tuple(parts), sample)
 
 
-def _count_parts(folder: Path, done: Verified) -> None:
+def _count_parts(folder: Path, done: Verified, names: list[str] | None = None) -> None:
     """Objects by verify status, objects per problem code (a row holds each code once) and
-    pixel comparisons, counted part by part."""
+    pixel comparisons, counted part by part (of the parts ``names``; all with None)."""
     import pyarrow.compute as pc
 
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
-    for name in sorted(manifest.part_names(folder)):
+    for name in sorted(manifest.part_names(folder)) if names is None else names:
         part = manifest.read_part(folder, name, "verify",
                                   ["verify_status", "problems", "pixel_compared"])
         for counter, values in ((statuses, part.column("verify_status")), (codes, pc.struct_field(

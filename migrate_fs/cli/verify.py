@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "with the source for a sample (or --all), and stray files in the output tree listed. "
         "Writes manifests/RUN/verify/ and manifests/RUN/verify_strays.parquet. Exit code 4 "
         "when a check fails or a stray exists."), parents=[
-        common.run_parent(), common.workers_parent(), common.json_parent()])
+        common.run_parent(), common.workers_parent(), common.json_parent(),
+        common.shard_parent()])
     which = p.add_mutually_exclusive_group()
     which.add_argument("--sample", type=common.non_negative, default=DEFAULT_SAMPLE, metavar="N",
                        help="compare the pixel data with the source for N objects, the same "
@@ -50,7 +51,7 @@ def handle(args: argparse.Namespace) -> int:
 
     done = verify_run(run=args.run, manifests=args.manifests, out=args.out,
                       sample=None if args.all else args.sample, workers=args.workers,
-                      scheduler=args.scheduler, quiet=args.quiet)
+                      scheduler=args.scheduler, quiet=args.quiet, shard=args.shard)
     if args.json:
         print(json.dumps(done.as_dict(), sort_keys=True))
     else:
