@@ -35,6 +35,7 @@ from migrate_fs.execution import (
     Outcome,
     PhaseBarrier,
     Shard,
+    ShardWork,
     batched,
     named_batches,
     part_key,
@@ -218,7 +219,7 @@ def _inventory(sources: Sequence[str | Path], sets: list[list[str]], run: str,
     objects = iter_sources(roots)
     if shard is not None:
         objects = (o for o in objects if shard.owns(o.locator))
-    mine = _Mine(shard)
+    mine = ShardWork(shard)
     with progress("inventory", quiet) as bar:
         outcome.add(run_batches(
             named_batches(batched(objects, INVENTORY_BATCH), _source_identity, suffix, shard),
@@ -258,28 +259,6 @@ def _step_info(manifests: str | Path, run: str, step: str, done: dict[str, Any],
     shards = manifest.read_run_info(manifests, run).get(f"{step}_shards", {})
     shards[shard.label] = {**done, "host": socket.gethostname()}
     return {f"{step}_shards": shards}
-
-
-class _Mine:
-    """The parts of one shard's work: its batch parts and the parts of the streams it owns
-    (everything, without a shard)."""
-
-    def __init__(self, shard: Shard | None) -> None:
-        self.shard = shard
-        self.keys: set[str] = set()
-
-    def stream(self, paths: list[str], key: str) -> bool:
-        owns = self.shard is None or self.shard.owns(paths[0])
-        if owns:
-            self.keys.add(key)
-        return owns
-
-    def parts(self, folder: Path) -> list[str] | None:
-        if self.shard is None:
-            return None
-        return [n for n in sorted(manifest.part_names(folder))
-                if n.startswith(self.shard.prefix)
-                or (n.startswith("a") and n[1:].split("-")[0] in self.keys)]
 
 
 def _stage_tally(manifests: str | Path, run: str, stage: str, columns: list[str],
@@ -492,7 +471,7 @@ def _write(run: str, target: Path, manifests: str | Path, workers: int, quiet: b
     intact = _Intact(target)
     folder = manifest.stage_dir(manifests, run, "result")
     outcome = Outcome()
-    mine = _Mine(shard)
+    mine = ShardWork(shard)
     stream_parts: dict[str, tuple[str, ...]] = {}
 
     def streams() -> Iterator[tuple[list[str], str, _PlanStream]]:

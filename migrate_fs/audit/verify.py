@@ -51,6 +51,7 @@ from migrate_fs.audit.checks import (
 from migrate_fs.errors import IncompleteStage, OutputError, UsageError
 from migrate_fs.execution import (
     Shard,
+    ShardWork,
     batched,
     named_batches,
     part_key,
@@ -194,13 +195,13 @@ def _verify(run: str, manifests: Path, target: Path, sample: int | None, workers
                                         census.sample)),
                     functools.partial(_verify_stream, out=target), folder, "verify",
                     workers=workers, bar=bar, scheduler=scheduler,
-                    owned=streams.owns if shard is not None else None)
+                    owned=streams.stream if shard is not None else None)
     done = Verified(run, target, folder, manifest.run_dir(manifests, run) / STRAYS_FILE, sample,
                     not_verified=census.not_verified)
     migrated = census.migrated
     if shard is not None:  # this shard's share: its parts, its archives
         migrated = _migrated_in(manifests, run, mine + streams.result_parts)
-    _count_parts(folder, done, None if shard is None else streams.parts(folder))
+    _count_parts(folder, done, streams.parts(folder))
     if done.objects != migrated:
         raise IncompleteStage(f"the verify manifest holds {done.objects} rows for "
                               f"{migrated} migrated objects: run the same command again "
@@ -211,33 +212,24 @@ def _verify(run: str, manifests: Path, target: Path, sample: int | None, workers
     return done
 
 
-class _Owned:
-    """The archives a shard verifies (by their first path, as ``write`` splits them): their
-    verify keys and result parts; on a fresh verify their markers of an earlier one go."""
+class _Owned(ShardWork):
+    """A shard's archives (see :class:`~migrate_fs.execution.ShardWork`), with their result
+    parts; on a fresh verify their markers of an earlier one go, so that they are checked
+    anew."""
 
     def __init__(self, shard: Shard | None, folder: Path, fresh: bool) -> None:
-        self.shard, self.folder, self.fresh = shard, folder, fresh
-        self.keys: set[str] = set()
+        super().__init__(shard)
+        self.folder, self.fresh = folder, fresh
         self.result_parts: list[str] = []
 
     def of(self, streams: Iterator[tuple[list[str], str, _ResultStream]]
            ) -> Iterator[tuple[list[str], str, _ResultStream]]:
         for paths, key, stream in streams:
-            if self.owns(paths, key):
-                self.keys.add(key)
+            if self.shard is not None and self.stream(paths, key):
                 self.result_parts += stream.parts
-                if self.fresh and self.shard is not None:
+                if self.fresh:
                     (self.folder / f".a{key}.done").unlink(missing_ok=True)
             yield paths, key, stream
-
-    def owns(self, paths: list[str], key: str) -> bool:
-        return self.shard is None or self.shard.owns(paths[0])
-
-    def parts(self, folder: Path) -> list[str]:
-        assert self.shard is not None
-        return [n for n in sorted(manifest.part_names(folder))
-                if n.startswith(self.shard.prefix)
-                or (n.startswith("a") and n[1:].split("-")[0] in self.keys)]
 
 
 def _migrated_in(manifests: Path, run: str, names: list[str]) -> int:

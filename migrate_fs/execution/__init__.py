@@ -15,7 +15,7 @@ from migrate_fs.execution.batches import (
     run_streams,
     table_rows,
 )
-from migrate_fs.execution.shards import PhaseBarrier, Shard
+from migrate_fs.execution.shards import PhaseBarrier, Shard, ShardWork
 
-__all__ = ["Outcome", "PhaseBarrier", "Shard", "batched", "named_batches", "part_key",
+__all__ = ["Outcome", "PhaseBarrier", "Shard", "ShardWork", "batched", "named_batches", "part_key",
            "progress", "run_batches", "run_streams", "table_rows"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrate_fs import manifest
 from migrate_fs.errors import ShardsDisagree, UsageError
 
 _PART = re.compile(r"part-(?:s(\d{3})of(\d{3})-)?(\d{6})-")
@@ -72,6 +73,30 @@ class Shard:
         same count (an unsharded part, or one of another count, is stale: removed)."""
         return re.match(rf"part-s\d{{3}}of{self.count:03d}-", name) is not None and \
             not name.startswith(self.prefix)
+
+
+class ShardWork:
+    """The parts of one shard's work in a stage folder: its batch parts and the parts of the
+    streams it owns, by the stream's first path (everything, without a shard). ``stream`` is
+    the ``owned`` callback of :func:`~migrate_fs.execution.batches.run_streams`."""
+
+    def __init__(self, shard: Shard | None) -> None:
+        self.shard = shard
+        self.keys: set[str] = set()
+
+    def stream(self, paths: list[str], key: str) -> bool:
+        owns = self.shard is None or self.shard.owns(paths[0])
+        if owns:
+            self.keys.add(key)
+        return owns
+
+    def parts(self, folder: Path) -> list[str] | None:
+        """The shard's parts in ``folder`` (None without a shard: all of them)."""
+        if self.shard is None:
+            return None
+        return [n for n in sorted(manifest.part_names(folder))
+                if n.startswith(self.shard.prefix)
+                or (n.startswith("a") and n[1:].split("-")[0] in self.keys)]
 
 
 # --- a step in phases (the plan): each shard runs its share, the shards meet between phases ---

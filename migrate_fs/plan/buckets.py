@@ -17,14 +17,14 @@ folder, or memory):
 6. **signature**, per bucket: each pixel signature group decided, with what the uid phase left.
 7. **settle**, per group: the decisions joined, new UIDs, output paths (in the configured
    layout); each candidate's path (lowercased) goes to its bucket.
-8. **path**, per bucket: later copies of one path in letter case (locator order): under the
-   ``uids`` layout quarantined (``output_path_collision``), under any other layout given a
-   suffixed path (:func:`~migrate_fs.paths.suffixed`, ``output_path_suffixed``). A suffixed
-   path ends in ``~<object_id>.dcm``, a shape no unsuffixed path has and no other object's
-   suffixed path can share (object ids are distinct): it cannot collide again, so one round
-   of this phase is enough, whatever the bucket of the new path.
+8. **path**, per bucket: later copies of one path in letter case (locator order).
 9. **finish**, per group: the DECISIONS columns, handed to the group to write; a
-   :class:`~migrate_fs.summary.Tally` of them returned.
+   :class:`~migrate_fs.summary.Tally` of them returned. A later copy of a path is
+   quarantined (``output_path_collision``) under the ``uids`` layout, and given a suffixed
+   path (:func:`~migrate_fs.paths.suffixed`, ``output_path_suffixed``) under any other. A
+   suffixed path ends in ``~<object_id>.dcm``, a shape no unsuffixed path has and no other
+   object's suffixed path can share (object ids are distinct): it cannot collide again, so
+   one round of phase 8 is enough, whatever the bucket of the new path.
 
 A group of rows with one key is always in one bucket and ordered by locator there, so the plan
 is the same for any bucket count, group size and worker count. Nothing here knows where the
@@ -80,7 +80,7 @@ PATH_KEYS = pa.schema([*KEYS, ("object_id", pa.string())])
 REFS = pa.schema([("rid", pa.int64()), ("uid_bucket", pa.int64()),
                   ("signature_bucket", pa.int64())])
 UID_INFO = pa.schema([("rid", pa.int64()), ("decided", pa.bool_()), ("group", pa.string())])
-COLLISIONS = pa.schema([("rid", pa.int64()), ("kept", pa.string()), ("suffix", pa.bool_())])
+COLLISIONS = pa.schema([("rid", pa.int64()), ("kept", pa.string())])
 # One task: a module-level function and its (picklable) arguments.
 Task = tuple[Callable[..., Any], tuple[Any, ...]]
 Runner = Callable[[list[Task]], Iterable[Any]]
@@ -301,8 +301,7 @@ def plan_groups(groups: Sequence[Group], store: Store, run: Runner, config: Conf
         list(run([(_signature, (store, int(b), config))
                   for b in store.keys("signature-hashed")]))
     list(run([(_settle, (store, g, config, buckets)) for g in groups]))
-    suffix = not config.output_layout().is_uids
-    list(run([(_paths, (store, int(b), suffix)) for b in store.keys("path-keys")]))
+    list(run([(_paths, (store, int(b))) for b in store.keys("path-keys")]))
     tally = Tally()
     for part in run([(_finish, (store, g, config)) for g in groups]):
         tally.merge(part)
@@ -571,7 +570,7 @@ def _settle(store: Store, group: Group, config: Config, buckets: int) -> None:
         pc.is_valid(path), PATH_KEYS, buckets)
 
 
-def _paths(store: Store, bucket: int, suffix: bool = False) -> None:
+def _paths(store: Store, bucket: int) -> None:
     rows = _colliding(store, "path-keys", bucket, PATH_KEYS)
     keys = rows.column("key").to_pylist()
     rids, ids = rows.column("rid").to_pylist(), rows.column("object_id").to_pylist()
@@ -579,8 +578,8 @@ def _paths(store: Store, bucket: int, suffix: bool = False) -> None:
     for start, end in _runs(keys):
         later += rids[start + 1:end]
         kept += [ids[start]] * (end - start - 1)
-    table = pa.table({"rid": pa.array(later, pa.int64()), "kept": pa.array(kept, pa.string()),
-                      "suffix": pa.repeat(pa.scalar(suffix), len(later))}, schema=COLLISIONS)
+    table = pa.table({"rid": pa.array(later, pa.int64()), "kept": pa.array(kept, pa.string())},
+                     schema=COLLISIONS)
     _by_key(store, "path-decided", f"p{bucket:06d}", table, _group_of(table.column("rid")))
 
 
@@ -589,19 +588,21 @@ def _finish(store: Store, group: Group, config: Config) -> Tally:
     settled = store.read("settled", group.index, SETTLED)
     collisions = store.read("path-decided", group.index, COLLISIONS)
     base = group.index << GROUP_SHIFT
-    found = {rid - base: (kept, suffix) for rid, kept, suffix in zip(
-        *(collisions.column(c).to_pylist() for c in ("rid", "kept", "suffix")), strict=True)}
+    found = {rid - base: kept for rid, kept in zip(collisions.column("rid").to_pylist(),
+                                                   collisions.column("kept").to_pylist(),
+                                                   strict=True)}
     tally = Tally()
     decided_parts = []
     offset = 0
     policies = config.code_policies()
+    suffix = not config.output_layout().is_uids  # else: quarantined as output_path_collision
     for part in parts:
         n = part.num_rows
         here = {row - offset: kept for row, kept in found.items() if offset <= row < offset + n}
         decided = final_decisions(
             part.column("problems").combine_chunks() if n else pa.array([], pa.list_(PROBLEM)),
             part.column("transfer_syntax").combine_chunks() if n else pa.array([], pa.string()),
-            settled.slice(offset, n), here, policies)
+            settled.slice(offset, n), here, policies, suffix)
         decided_parts.append(decided)
         tally.add(decided.select(["action", "reason", "problems"]).append_column(
             "size", part.column("size")))

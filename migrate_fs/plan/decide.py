@@ -274,20 +274,21 @@ def new_sop_uid(config: Config, uid: str | None, content: str) -> str:
 
 
 def final_decisions(problems: pa.ListArray, transfer_syntax: pa.Array, settled: pa.Table,
-                    collisions: Mapping[int, str | tuple[str, bool]],
-                    policies: Mapping[str, str] | None = None) -> pa.Table:
+                    collisions: Mapping[int, str],
+                    policies: Mapping[str, str] | None = None,
+                    suffix: bool = False) -> pa.Table:
     """The DECISIONS columns of one part group's rows from their settled state and the rows
-    whose output path equals an earlier one's in letter case (row -> the kept object's id, or
-    (that id, whether the row gets a suffixed path instead of output_path_collision)); every
-    problem entry with its severity under the run's ``policies``."""
+    whose output path equals an earlier one's in letter case (row -> the kept object's id):
+    with ``suffix`` (a layout other than ``uids``) such a row gets a suffixed path, else it is
+    quarantined as output_path_collision; every problem entry with its severity under the
+    run's ``policies``."""
     n = settled.num_rows
     reason = np.array(settled.column("reason").to_pylist(), dtype=object)
     path = settled.column("output_path").combine_chunks() if n else pa.array([], pa.string())
     duplicate_of = settled.column("duplicate_of").to_pylist()
     added: dict[int, list[tuple[str, str]]] = {}
     renamed: dict[int, str] = {}
-    for row, found in collisions.items():
-        kept_id, suffix = found if isinstance(found, tuple) else (found, False)
+    for row, kept_id in collisions.items():
         if suffix:
             old = path[row].as_py()
             renamed[row] = new = suffixed(old, settled.column("object_id")[row].as_py())
